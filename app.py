@@ -1,0 +1,30 @@
+#!/usr/bin/env python3
+"""The one entry point: `cdk synth|diff|deploy -c env=NAME` (default: the example environment)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from aws_cdk import App
+
+from config import CONFIG_DIR, DEFAULT_ENV, ConfigError, load_config
+from stacks import add_environments
+
+
+def main() -> None:
+    app = App()
+    env_name = app.node.try_get_context("env") or DEFAULT_ENV
+    config_dir = Path(app.node.try_get_context("config_dir") or CONFIG_DIR)
+    try:
+        config = load_config(env_name, config_dir)
+    except ConfigError as error:
+        # One line, no traceback: the CLI shows it as the reason synth failed.
+        print(f"config error: {error}", file=sys.stderr)
+        sys.exit(1)
+    add_environments(app, [config])
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""Environment configuration: one YAML file per environment, validated before anything is built.
+
+`load_config("prod")` reads `config/prod.yaml`. Every mistake is reported as one `ConfigError` line
+naming the file and the field, so `cdk synth` fails before a single construct exists.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+CONFIG_DIR = Path(__file__).resolve().parent
+DEFAULT_ENV = "example"
+STACK_UNITS = ("data", "images", "release", "ci")
+
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
+AccountId = Annotated[str, StringConstraints(pattern=r"^\d{12}$")]
+Region = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
+VpcId = Annotated[str, StringConstraints(pattern=r"^vpc-[0-9a-f]{8,17}$")]
+SubnetId = Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8,17}$")]
+SecurityGroupId = Annotated[str, StringConstraints(pattern=r"^sg-[0-9a-f]{8,17}$")]
+SecretArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")]
+RoleArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")]
+RepositoryName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")]
+EcsName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,255}$")]
+# CloudWatch Logs accepts only these retention periods.
+RetentionDays = Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653]
+# Fargate's valid CPU/memory pairs (MiB) for the sizes a migration plausibly needs.
+FARGATE_SIZES = {256: (512, 1024, 2048), 512: tuple(range(1024, 4097, 1024)), 1024: tuple(range(2048, 8193, 1024))}
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased as one line for a person."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExistingVpc(_Strict):
+    vpc_id: VpcId
+    private_subnet_ids: list[SubnetId] = Field(min_length=2)
+    availability_zones: list[str] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _one_zone_per_subnet(self) -> ExistingVpc:
+        if len(self.private_subnet_ids) != len(self.availability_zones):
+            raise ValueError("private_subnet_ids and availability_zones must have the same length (one zone per subnet)")
+        return self
+
+
+class NewVpc(_Strict):
+    cidr: Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+\.\d+/(1[6-9]|2[0-4])$")] = "10.40.0.0/16"
+    # Named, not counted: counting would make synth ask AWS which zones exist.
+    availability_zones: list[str] = Field(min_length=2, max_length=3)
+    nat_gateways: int = Field(default=1, ge=1, le=3)
+
+
+class VpcConfig(_Strict):
+    """Exactly one of `existing` (reference by ids) or `new` (create one)."""
+
+    existing: ExistingVpc | None = None
+    new: NewVpc | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> VpcConfig:
+        if (self.existing is None) == (self.new is None):
+            raise ValueError("set exactly one of 'existing' or 'new'")
+        return self
+
+
+class ExistingDatabase(_Strict):
+    instance_identifier: Annotated[str, StringConstraints(pattern=r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$")]
+    endpoint: Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+\.rds\.amazonaws\.com$")]
+    port: int = Field(default=5432, ge=1150, le=65535)
+    security_group_id: SecurityGroupId
+    # The schema owner's secret (keys `username`, `password`): migrations need ALTER rights.
+    owner_secret_arn: SecretArn
+    # The application user's secret (keys `username`, `password`): what RDS Proxy signs in with.
+    app_secret_arn: SecretArn
+
+
+class NewDatabase(_Strict):
+    instance_type: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+\.[a-z0-9]+$")] = "t4g.small"
+    postgres_major_version: Literal["15", "16", "17"] = "16"
+    allocated_storage_gib: int = Field(default=20, ge=20, le=1000)
+    multi_az: bool = True
+    port: int = Field(default=5432, ge=1150, le=65535)
+    app_username: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "app"
+
+
+class DatabaseConfig(_Strict):
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+    existing: ExistingDatabase | None = None
+    new: NewDatabase | None = None
+    # Security groups of the services that may reach the proxy (the apps' tasks).
+    client_security_group_ids: list[SecurityGroupId] = Field(default_factory=list)
+    # RDS Proxy IAM auth is REQUIRED-or-DISABLED for PostgreSQL: turn on once the apps sign in with
+    # IAM tokens instead of the app user's password.
+    proxy_iam_auth: bool = False
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DatabaseConfig:
+        if (self.existing is None) == (self.new is None):
+            raise ValueError("set exactly one of 'existing' or 'new'")
+        return self
+
+
+class AppConfig(_Strict):
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]{0,19}$")]
+    repository: RepositoryName
+    service: EcsName
+    container: EcsName
+    uses_schema: bool = False
+    # Roles of the service's task definition: a release registers a new revision with them.
+    task_role_arn: RoleArn | None = None
+    execution_role_arn: RoleArn | None = None
+
+    @property
+    def output_suffix(self) -> str:
+        return self.name.capitalize()
+
+
+class MigrateConfig(_Strict):
+    repository: RepositoryName
+    family: EcsName
+    cpu: Literal[256, 512, 1024] = 256
+    memory_mib: int = 512
+    architecture: Literal["ARM64", "X86_64"] = "ARM64"
+    command: Annotated[str, StringConstraints(min_length=1)] = "npx prisma migrate deploy"
+    timeout_minutes: int = Field(default=15, ge=1, le=120)
+    lock_wait_seconds: int = Field(default=900, ge=0, le=7200)
+    # Optional: a secret holding a whole DATABASE_URL (the team's existing secret), instead of
+    # the schema owner's username/password keys.
+    database_url_secret_arn: SecretArn | None = None
+
+    @model_validator(mode="after")
+    def _fargate_size(self) -> MigrateConfig:
+        if self.memory_mib not in FARGATE_SIZES[self.cpu]:
+            raise ValueError(
+                f"memory_mib {self.memory_mib} is not a Fargate size for cpu {self.cpu}: use one of {list(FARGATE_SIZES[self.cpu])}"
+            )
+        return self
+
+
+class ReleaseConfig(_Strict):
+    lease_wait_minutes: int = Field(default=20, ge=0, le=240)
+    rollout_timeout_minutes: int = Field(default=30, ge=5, le=240)
+    keep_images: int = Field(default=30, ge=5, le=1000)
+
+
+class NotificationsConfig(_Strict):
+    email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+
+
+class GithubConfig(_Strict):
+    repository: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")]
+    deploy_branch: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_./-]+$")] = "main"
+    # Reference the account's existing GitHub OIDC provider; None creates one.
+    oidc_provider_arn: Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:oidc-provider/.+$")] | None = None
+
+
+class EnvironmentConfig(_Strict):
+    env_name: Name
+    name_prefix: Name
+    account: AccountId
+    region: Region
+    vpc: VpcConfig
+    database: DatabaseConfig
+    cluster_name: EcsName
+    apps: list[AppConfig] = Field(min_length=1)
+    migrate: MigrateConfig
+    log_retention_days: RetentionDays = 30
+    release: ReleaseConfig = ReleaseConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
+    github: GithubConfig
+
+    @model_validator(mode="after")
+    def _consistent_apps(self) -> EnvironmentConfig:
+        for field in ("name", "repository", "service"):
+            values = [getattr(app, field) for app in self.apps]
+            duplicates = sorted({v for v in values if values.count(v) > 1})
+            if duplicates:
+                raise ValueError(f"apps: duplicate {field} {', '.join(duplicates)}")
+        if self.migrate.repository in {app.repository for app in self.apps}:
+            raise ValueError("migrate.repository must differ from every app's repository")
+        if not any(app.uses_schema for app in self.apps):
+            raise ValueError("apps: at least one app must have uses_schema: true (the default release targets)")
+        return self
+
+    def stack_name(self, unit: str) -> str:
+        if unit not in STACK_UNITS:
+            raise ValueError(f"unknown stack unit {unit!r}")
+        return f"{self.name_prefix}-{self.env_name}-{unit}"
+
+    def app(self, name: str) -> AppConfig:
+        return next(app for app in self.apps if app.name == name)
+
+
+def _field_path(location: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def load_config(env_name: str, config_dir: Path = CONFIG_DIR) -> EnvironmentConfig:
+    """Read and validate `<config_dir>/<env_name>.yaml`; raise ConfigError with one line."""
+    if not env_name or "/" in env_name or env_name.startswith("."):
+        raise ConfigError(f"invalid environment name {env_name!r}")
+    path = config_dir / f"{env_name}.yaml"
+    try:
+        shown = path.relative_to(Path.cwd())
+    except ValueError:
+        shown = path
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in config_dir.glob("*.yaml"))) or "none"
+        raise ConfigError(f"{shown}: no such environment file (known environments: {known})")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{shown}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{shown}: expected a mapping of settings at the top level")
+    if "env_name" in raw:
+        raise ConfigError(f"{shown}: env_name: do not set it, it is the file's name ({env_name})")
+    try:
+        return EnvironmentConfig.model_validate({"env_name": env_name, **raw})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "unknown setting"
+        elif first["type"] == "missing":
+            message = "required setting is missing"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{shown}: {_field_path(first['loc'])}: {message}{more}") from None

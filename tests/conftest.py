@@ -1,0 +1,57 @@
+"""One synthesis per test session: every environment in one app, shared by all template tests."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# jsii runs on the pinned Node 22 that `npm ci` puts in node_modules/.bin.
+os.environ["PATH"] = f"{ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}"
+
+from aws_cdk import App  # noqa: E402
+from aws_cdk.assertions import Template  # noqa: E402
+
+from config import load_config  # noqa: E402
+from stacks import EnvironmentStacks, add_environments  # noqa: E402
+
+ENVIRONMENTS = ("example", "sandbox")
+
+
+@dataclass(frozen=True)
+class Synthesized:
+    app: App
+    outdir: Path
+    environments: dict[str, EnvironmentStacks]
+    templates: dict[str, dict[str, Any]]  # stack name -> template
+
+    def template(self, env_name: str, unit: str) -> Template:
+        stack = getattr(self.environments[env_name], unit)
+        return Template.from_stack(stack)
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesized]:
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    app = App(outdir=str(outdir))
+    environments = add_environments(app, [load_config(name) for name in ENVIRONMENTS])
+    assembly = app.synth()
+    templates = {stack.stack_name: json.loads(Path(stack.template_full_path).read_text()) for stack in assembly.stacks}
+    yield Synthesized(app=app, outdir=outdir, environments=environments, templates=templates)
+
+
+@pytest.fixture(scope="session")
+def templates(synthesized: Synthesized) -> dict[str, dict[str, Any]]:
+    """Stack name -> synthesized CloudFormation template (as written to cdk.out)."""
+    return synthesized.templates
+
+
+@pytest.fixture(scope="session")
+def example(synthesized: Synthesized) -> EnvironmentStacks:
+    return synthesized.environments["example"]

@@ -1,0 +1,131 @@
+"""Environment config: good files load, every kind of bad file fails with one line naming the field."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from config import ConfigError, load_config
+from tests.conftest import ROOT
+
+
+def _example() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "config" / "example.yaml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def _write(directory: Path, data: Any, name: str = "broken") -> Path:
+    path = directory / f"{name}.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("name", ["example", "sandbox"])
+def test_shipped_environments_load(name: str) -> None:
+    config = load_config(name)
+    assert config.env_name == name
+    assert config.stack_name("release") == f"cashsouk-{name}-release"
+
+
+def test_example_mirrors_the_team_system() -> None:
+    config = load_config("example")
+    assert config.region == "ap-southeast-5"
+    assert config.cluster_name == "default"
+    assert [app.name for app in config.apps] == ["api", "admin", "investor", "issuer", "landing"]
+    assert [app.name for app in config.apps if app.uses_schema] == ["api"]
+    assert config.app("api").service == "api-cashsouk-09ff"
+    assert (config.migrate.repository, config.migrate.family, config.migrate.cpu, config.migrate.memory_mib) == (
+        "cashsouk-migrate",
+        "cashsouk-migrate",
+        256,
+        512,
+    )
+    assert config.log_retention_days == 30
+
+
+def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    node: Any = data
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    if value is _DELETE:
+        del node[last]
+    elif isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+_DELETE = object()
+
+BROKEN = [
+    ("account", _DELETE, "account: required setting is missing"),
+    ("account", "12345", "account: String should match pattern"),
+    ("region", "Mars", "region: String should match pattern"),
+    ("colour", "blue", "colour: unknown setting"),
+    ("vpc.existing.vpc_id", "vpc-xyz", "vpc.existing.vpc_id: String should match pattern"),
+    ("vpc.existing.private_subnet_ids", ["subnet-0a1b2c3d4e5f60001"], "vpc.existing.private_subnet_ids: List should have at least 2 items"),
+    ("vpc.new", {"cidr": "10.0.0.0/16", "availability_zones": ["a", "b"]}, "vpc: set exactly one of 'existing' or 'new'"),
+    ("database.existing.port", "five", "database.existing.port: Input should be a valid integer"),
+    ("database.existing.owner_secret_arn", "my-secret", "database.existing.owner_secret_arn: String should match pattern"),
+    ("apps.1.name", "api", "apps: duplicate name api"),
+    ("apps.0.uses_schema", False, "at least one app must have uses_schema: true"),
+    ("migrate.memory_mib", 4096, "migrate: memory_mib 4096 is not a Fargate size for cpu 256"),
+    ("migrate.repository", "api-cashsouk", "migrate.repository must differ"),
+    ("migrate.timeout_minutes", 0, "migrate.timeout_minutes: Input should be greater than or equal to 1"),
+    ("log_retention_days", 31, "log_retention_days: Input should be 1, 3, 5"),
+    ("notifications.email", "not-an-address", "notifications.email: String should match pattern"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), BROKEN, ids=[case[0] for case in BROKEN])
+def test_bad_value_names_file_and_field(tmp_path: Path, field: str, value: Any, expected: str) -> None:
+    data = _example()
+    _set(data, field, value)
+    _write(tmp_path, data)
+    with pytest.raises(ConfigError) as raised:
+        load_config("broken", tmp_path)
+    message = str(raised.value)
+    assert message.startswith(f"{tmp_path / 'broken.yaml'}: "), message
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_not_yaml(tmp_path: Path) -> None:
+    _write(tmp_path, "account: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml: line \d+ not valid YAML"):
+        load_config("broken", tmp_path)
+
+
+def test_unknown_environment_lists_known_ones(tmp_path: Path) -> None:
+    _write(tmp_path, _example(), name="staging")
+    with pytest.raises(ConfigError, match=r"no such environment file \(known environments: staging\)"):
+        load_config("prod", tmp_path)
+
+
+def test_env_name_comes_from_the_file_name(tmp_path: Path) -> None:
+    _write(tmp_path, {**_example(), "env_name": "prod"})
+    with pytest.raises(ConfigError, match="env_name: do not set it"):
+        load_config("broken", tmp_path)
+
+
+def test_synth_with_broken_config_prints_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    data = _example()
+    _set(data, "migrate.memory_mib", 3000)
+    _write(tmp_path, data)
+    outdir = tmp_path / "cdk.out"
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps({"env": "broken", "config_dir": str(tmp_path)}), "CDK_OUTDIR": str(outdir)}
+    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"config error: {tmp_path / 'broken.yaml'}: migrate: memory_mib 3000 is not a Fargate size for cpu 256: use one of [512, 1024, 2048]"
+    ]
+    assert not outdir.exists() or not any(outdir.iterdir())  # no template, no manifest

@@ -1,0 +1,98 @@
+"""The migrate task definition: Fargate, sized from config, secrets injected by key, logs retained,
+roles holding only what the task needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk.assertions import Match
+
+from tests.conftest import Synthesized
+
+OWNER_SECRET = "arn:aws:secretsmanager:ap-southeast-5:123456789012:secret:rds!db-0example-AbCdEf"
+
+
+def _container(synthesized: Synthesized) -> dict[str, Any]:
+    (definition,) = synthesized.template("example", "release").find_resources("AWS::ECS::TaskDefinition").values()
+    (container,) = definition["Properties"]["ContainerDefinitions"]
+    assert isinstance(container, dict)
+    return container
+
+
+def test_task_definition_is_fargate_arm64_sized_from_config(synthesized: Synthesized) -> None:
+    synthesized.template("example", "release").has_resource_properties(
+        "AWS::ECS::TaskDefinition",
+        {
+            "Family": "cashsouk-migrate",
+            "Cpu": "256",
+            "Memory": "512",
+            "NetworkMode": "awsvpc",
+            "RequiresCompatibilities": ["FARGATE"],
+            "RuntimePlatform": {"CpuArchitecture": "ARM64", "OperatingSystemFamily": "LINUX"},
+        },
+    )
+
+
+def test_one_essential_container_with_credentials_from_secret_keys(synthesized: Synthesized) -> None:
+    container = _container(synthesized)
+    assert container["Name"] == "migrate"
+    assert container["Essential"] is True
+    assert container["Secrets"] == [
+        {"Name": "DB_USER", "ValueFrom": f"{OWNER_SECRET}:username::"},
+        {"Name": "DB_PASSWORD", "ValueFrom": f"{OWNER_SECRET}:password::"},
+    ]
+    environment = {item["Name"]: item["Value"] for item in container["Environment"]}
+    assert environment == {
+        "DB_HOST": "cashsouk-db.c0example0.ap-southeast-5.rds.amazonaws.com",  # the instance, not the proxy
+        "DB_PORT": "5432",
+        "DB_NAME": "cashsouk",
+        "DB_SSLMODE": "require",
+        "MIGRATE_COMMAND": "npx prisma migrate deploy",
+        "MIGRATE_LOCK_WAIT_SECONDS": "900",
+    }
+
+
+def test_image_comes_from_the_migrate_repository(synthesized: Synthesized) -> None:
+    image = _container(synthesized)["Image"]["Fn::Join"][1]
+    assert any("RepositoriesMigrate" in str(part) for part in image)
+
+
+def test_logs_go_to_the_retained_log_group(synthesized: Synthesized) -> None:
+    template = synthesized.template("example", "release")
+    template.has_resource(
+        "AWS::Logs::LogGroup", {"Properties": {"LogGroupName": "/ecs/cashsouk-migrate", "RetentionInDays": 30}, "DeletionPolicy": "Retain"}
+    )
+    options = _container(synthesized)["LogConfiguration"]
+    assert options["LogDriver"] == "awslogs"
+    assert options["Options"]["awslogs-stream-prefix"] == "migrate"
+
+
+def test_execution_role_reads_only_the_owner_secret_and_its_repository(synthesized: Synthesized) -> None:
+    template = synthesized.template("example", "release")
+    policies = template.find_resources(
+        "AWS::IAM::Policy", {"Properties": {"PolicyName": Match.string_like_regexp("^MigrateExecutionRole")}}
+    )
+    (policy,) = policies.values()
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    by_action = {
+        str(sorted(statement["Action"]) if isinstance(statement["Action"], list) else statement["Action"]): statement["Resource"]
+        for statement in statements
+    }
+    assert by_action["['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue']"] == OWNER_SECRET
+    assert by_action["ecr:GetAuthorizationToken"] == "*"  # the API has no resource level
+    assert [s for s in statements if s["Resource"] == "*"] == [s for s in statements if s["Action"] == "ecr:GetAuthorizationToken"]
+    assert not any("*" in str(statement["Action"]) for statement in statements)
+
+
+def test_task_role_has_no_permissions(synthesized: Synthesized) -> None:
+    template = synthesized.template("example", "release")
+    policies = template.find_resources("AWS::IAM::Policy", {"Properties": {"PolicyName": Match.string_like_regexp("^MigrateTaskRole")}})
+    assert policies == {}
+
+
+def test_task_family_and_log_group_are_exported(synthesized: Synthesized) -> None:
+    outputs = synthesized.template("example", "release").find_outputs("*")
+    assert outputs["MigrateTaskFamily"]["Value"] == "cashsouk-migrate"
+    assert outputs["MigrateTaskFamily"]["Export"] == {"Name": "cashsouk-example-release-MigrateTaskFamily"}
+    assert outputs["MigrateLogGroupName"]["Export"] == {"Name": "cashsouk-example-release-MigrateLogGroupName"}
+    assert outputs["ClusterName"]["Value"] == "default"
