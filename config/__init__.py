@@ -139,10 +139,18 @@ class MigrateConfig(_Strict):
     architecture: Literal["ARM64", "X86_64"] = "ARM64"
     command: Annotated[str, StringConstraints(min_length=1)] = "npx prisma migrate deploy"
     timeout_minutes: int = Field(default=15, ge=1, le=120)
-    lock_wait_seconds: int = Field(default=900, ge=0, le=7200)
+    lock_wait_seconds: int = Field(default=600, ge=0, le=7200)
     # Optional: a secret holding a whole DATABASE_URL (the team's existing secret), instead of
     # the schema owner's username/password keys.
     database_url_secret_arn: SecretArn | None = None
+
+    @model_validator(mode="after")
+    def _lock_wait_leaves_time_to_migrate(self) -> MigrateConfig:
+        # Past the time limit ECS stops the task: the runner should give up waiting first and say who
+        # holds the lock, with at least a minute left for the migration itself.
+        if self.lock_wait_seconds > self.timeout_minutes * 60 - 60:
+            raise ValueError(f"lock_wait_seconds {self.lock_wait_seconds} must leave at least 60 s of the {self.timeout_minutes}-minute time limit")
+        return self
 
     @model_validator(mode="after")
     def _fargate_size(self) -> MigrateConfig:

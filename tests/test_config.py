@@ -80,6 +80,7 @@ BROKEN = [
     ("apps.0.uses_schema", False, "at least one app must have uses_schema: true"),
     ("migrate.memory_mib", 4096, "migrate: memory_mib 4096 is not a Fargate size for cpu 256"),
     ("migrate.repository", "api-cashsouk", "migrate.repository must differ"),
+    ("migrate.lock_wait_seconds", 900, "migrate: lock_wait_seconds 900 must leave at least 60 s of the 15-minute time limit"),
     ("migrate.timeout_minutes", 0, "migrate.timeout_minutes: Input should be greater than or equal to 1"),
     ("log_retention_days", 31, "log_retention_days: Input should be 1, 3, 5"),
     ("notifications.email", "not-an-address", "notifications.email: String should match pattern"),

@@ -48,7 +48,7 @@ def test_one_essential_container_with_credentials_from_secret_keys(synthesized: 
         "DB_NAME": "cashsouk",
         "DB_SSLMODE": "require",
         "MIGRATE_COMMAND": "npx prisma migrate deploy",
-        "MIGRATE_LOCK_WAIT_SECONDS": "900",
+        "MIGRATE_LOCK_WAIT_SECONDS": "600",
     }
 
 

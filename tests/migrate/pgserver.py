@@ -1,0 +1,260 @@
+"""Start and stop a throw-away PostgreSQL server for the migration runner's tests and benchmark.
+
+Plain module (no pytest imports) so that ``tests/migrate/conftest.py`` and
+``bench/runner_bench.py`` share it.
+
+The server:
+- lives in a fresh temporary directory (data, unix socket, log, TLS files);
+- listens on a free TCP port on 127.0.0.1 only; the unix socket is in the temp directory;
+- authenticates TCP clients with SCRAM passwords (so password handling is tested for real) and
+  trusts the unix socket (used only by the admin helpers here);
+- serves TLS with a self-signed certificate made with ``openssl`` when it is available;
+- runs as an unprivileged account when the caller is root (PostgreSQL refuses to run as root):
+  the ``postgres`` account if it exists, else ``nobody``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+SUPERUSER = "postgres"
+
+
+class PgUnavailableError(RuntimeError):
+    """The PostgreSQL server binaries (or an account to run them) are not available."""
+
+
+def find_bin_dir() -> Path:
+    """Directory holding initdb/pg_ctl/postgres: $PG_BIN_DIR, else the newest Debian install."""
+    override = os.environ.get("PG_BIN_DIR")
+    candidates: list[Path] = []
+    if override:
+        candidates.append(Path(override))
+    else:
+
+        def version(p: Path) -> tuple[int, ...]:
+            return tuple(int(x) for x in re.findall(r"\d+", p.parent.name)) or (0,)
+
+        candidates.extend(sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version, reverse=True))
+        which = shutil.which("initdb")
+        if which:
+            candidates.append(Path(which).resolve().parent)
+    for cand in candidates:
+        if all((cand / name).is_file() for name in ("initdb", "pg_ctl", "postgres")):
+            return cand
+    raise PgUnavailableError(
+        "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found under "
+        "/usr/lib/postgresql/*/bin or $PG_BIN_DIR; install the Debian package 'postgresql'"
+    )
+
+
+def _server_account() -> tuple[int, int] | None:
+    """(uid, gid) to run the server as, or None to run as the current (non-root) user."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return entry.pw_uid, entry.pw_gid
+    raise PgUnavailableError("running as root and neither a 'postgres' nor a 'nobody' account exists")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class PgServer:
+    root: Path
+    bin_dir: Path
+    port: int
+    account: tuple[int, int] | None
+    cert_file: Path | None
+    host: str = "127.0.0.1"
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.root / "sock"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "server.log"
+
+    @property
+    def tls(self) -> bool:
+        return self.cert_file is not None
+
+    def admin(self, dbname: str = "postgres") -> psycopg.Connection[Any]:
+        """Superuser connection over the unix socket (trust auth), autocommit."""
+        return psycopg.connect(
+            host=str(self.socket_dir),
+            port=self.port,
+            user=SUPERUSER,
+            dbname=dbname,
+            autocommit=True,
+            application_name="pgserver-admin",
+        )
+
+    def create_role_and_db(self, role: str, password: str, dbname: str) -> None:
+        with self.admin() as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(role)))
+
+    def _run(self, args: list[str], timeout: float = 60) -> None:
+        _run_as(args, self.account, timeout=timeout)
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        with contextlib.suppress(Exception):
+            self._run(
+                [
+                    str(self.bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "stop",
+                ],
+                timeout=30,
+            )
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _run_as(args: list[str], account: tuple[int, int] | None, timeout: float = 60) -> None:
+    kwargs: dict[str, Any] = {}
+    if account is not None:
+        kwargs.update(user=account[0], group=account[1], extra_groups=[])
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "LANG": "C"}
+    proc = subprocess.run(
+        args,
+        env=env,
+        cwd="/",
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )
+    if proc.returncode != 0:
+        out = proc.stdout.decode(errors="replace").strip()
+        raise RuntimeError(f"{Path(args[0]).name} exited {proc.returncode}: {out}")
+
+
+def _make_cert(directory: Path) -> Path | None:
+    """Self-signed certificate + key for 127.0.0.1 (EC P-256: fast), or None without openssl."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return None
+    cert, key = directory / "server.crt", directory / "server.key"
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=30,
+    )  # fmt: skip
+    return cert
+
+
+def start_server(*, tls: bool = True) -> PgServer:
+    """initdb + start a server in a fresh temporary directory. Caller must call ``stop()``."""
+    bin_dir = find_bin_dir()
+    account = _server_account()
+    root = Path(tempfile.mkdtemp(prefix="pgtest-"))
+    try:
+        # The server account must reach its files through the temp dir (mkdtemp makes it 0700).
+        root.chmod(0o755)
+        (root / "sock").mkdir()
+        cert = _make_cert(root) if tls else None
+        if account is not None:
+            os.chown(root / "sock", *account)
+            if cert is not None:
+                os.chown(cert, *account)
+                os.chown(root / "server.key", *account)
+        if cert is not None:
+            (root / "server.key").chmod(0o600)
+        log = root / "server.log"
+        log.touch()
+        if account is not None:
+            os.chown(log, *account)
+            os.chown(root, *account)
+
+        _run_as(
+            [
+                str(bin_dir / "initdb"), "-D", str(root / "data"), "-U", SUPERUSER,
+                "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8",
+                "--locale=C", "--no-sync", "--no-instructions",
+            ],
+            account,
+        )  # fmt: skip
+        conf = [
+            "listen_addresses = '127.0.0.1'",
+            f"unix_socket_directories = '{root / 'sock'}'",
+            "max_connections = 60",
+            "shared_buffers = 16MB",
+            "fsync = off",
+            "synchronous_commit = off",
+            "full_page_writes = off",
+            "password_encryption = 'scram-sha-256'",
+            "log_min_messages = warning",
+        ]
+        if cert is not None:
+            conf += [
+                "ssl = on",
+                f"ssl_cert_file = '{cert}'",
+                f"ssl_key_file = '{root / 'server.key'}'",
+            ]
+        with (root / "data" / "postgresql.conf").open("a") as fh:
+            fh.write("\n".join(conf) + "\n")
+
+        last_error: Exception | None = None
+        for _ in range(3):  # a free port can be taken between probing and binding
+            port = free_port()
+            try:
+                _run_as(
+                    [
+                        str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-l", str(log),
+                        "-o", f"-p {port}", "-w", "-t", "30", "start",
+                    ],
+                    account,
+                )  # fmt: skip
+            except RuntimeError as exc:
+                last_error = exc
+                continue
+            return PgServer(root=root, bin_dir=bin_dir, port=port, account=account, cert_file=cert)
+        raise RuntimeError(f"PostgreSQL did not start: {last_error}; log: {log.read_text()[-2000:]}")
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise

@@ -1,0 +1,106 @@
+"""migrate/Dockerfile (not built here: no Docker engine): parsed and checked."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.migrate.runner_harness import REPO
+
+DOCKERFILE = REPO / "migrate" / "Dockerfile"
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs: comments dropped, continuation lines joined."""
+    result: list[tuple[str, str]] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if pending and line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        full = (pending + line).strip()
+        pending = ""
+        keyword, _, rest = full.partition(" ")
+        result.append((keyword.upper(), rest.strip()))
+    assert not pending, "dangling line continuation"
+    return result
+
+
+@pytest.fixture(scope="module")
+def parsed() -> list[tuple[str, str]]:
+    return instructions(DOCKERFILE)
+
+
+def args_of(parsed: list[tuple[str, str]], keyword: str) -> list[str]:
+    return [rest for kw, rest in parsed if kw == keyword]
+
+
+def test_base_image_is_node_22_pinned_to_an_exact_release(parsed: list[tuple[str, str]]) -> None:
+    froms = args_of(parsed, "FROM")
+    assert len(froms) == 1
+    image = froms[0].split()[0]
+    name, _, tag = image.partition(":")
+    assert name == "node"
+    assert tag and tag != "latest" and "$" not in image
+    assert re.fullmatch(r"22\.\d+\.\d+-[a-z]+(-slim)?", tag), tag
+
+
+def test_tools_are_pinned(parsed: list[tuple[str, str]]) -> None:
+    arg_defaults = dict(a.split("=", 1) for a in args_of(parsed, "ARG") if "=" in a)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", arg_defaults["PRISMA_VERSION"])
+    assert re.fullmatch(r"\d+\.\d+\.\d+", arg_defaults["PSYCOPG_VERSION"])
+    runs = " ".join(args_of(parsed, "RUN"))
+    assert '"prisma@${PRISMA_VERSION}"' in runs and "--save-exact" in runs
+    assert '"psycopg[binary]==${PSYCOPG_VERSION}"' in runs
+    assert "python3" in runs
+
+
+def test_runs_as_non_root_user_set_before_the_entrypoint(parsed: list[tuple[str, str]]) -> None:
+    keywords = [kw for kw, _ in parsed]
+    users = args_of(parsed, "USER")
+    assert users, "no USER: the container would run as root"
+    assert users[-1].split(":")[0] not in ("root", "0")
+    last_user = max(i for i, kw in enumerate(keywords) if kw == "USER")
+    entrypoint = keywords.index("ENTRYPOINT")
+    assert last_user < entrypoint
+    # Nothing after USER needs root.
+    assert "RUN" not in keywords[last_user:]
+
+
+def test_entrypoint_is_exec_form_running_the_runner(parsed: list[tuple[str, str]]) -> None:
+    entrypoints = args_of(parsed, "ENTRYPOINT")
+    assert len(entrypoints) == 1
+    argv = json.loads(entrypoints[0])  # exec form is a JSON array
+    assert isinstance(argv, list) and all(isinstance(a, str) for a in argv)
+    assert "python" in Path(argv[0]).name
+    assert argv[-1].endswith("/runner.py")
+    copies = args_of(parsed, "COPY")
+    runner_copy = [c for c in copies if "runner.py" in c.split()]
+    assert runner_copy and runner_copy[0].split()[-1] == argv[-1]
+
+
+def test_the_apps_prisma_folder_is_copied(parsed: list[tuple[str, str]]) -> None:
+    copies = [c.split() for c in args_of(parsed, "COPY")]
+    prisma = [c for c in copies if c[-2].endswith("/prisma") and c[-1].rstrip("/").endswith("prisma")]
+    assert prisma, copies
+    workdir = args_of(parsed, "WORKDIR")[-1]
+    # `npx prisma migrate deploy` runs in WORKDIR and finds prisma/schema.prisma there.
+    assert prisma[0][-1] in ("./prisma", f"{workdir}/prisma")
+
+
+def test_no_account_specific_value_or_secret_in_the_file(parsed: list[tuple[str, str]]) -> None:
+    text = DOCKERFILE.read_text()
+    assert not re.search(r"\b\d{12}\b", text), "an AWS account id"
+    assert not re.search(r"(?i)(password|secret)\s*=", text)
+    # Every name in the file (images, COPY sources) is relative: no host, no absolute repo URI.
+    for keyword, rest in parsed:
+        if keyword in ("FROM", "COPY"):
+            assert not re.search(r"[\w-]+\.[\w.-]+(:\d+)?/", rest), rest
