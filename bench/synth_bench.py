@@ -54,7 +54,9 @@ def main() -> None:
     print(f"synth.ratio whole/empty={whole_s / empty_s:.2f} (goal <= 1.5)")
 
     started = time.perf_counter()
-    result = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:randomly"], cwd=ROOT, env=ENV, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [python, "-m", "pytest", "-q", "-p", "no:randomly"], cwd=ROOT, env=ENV, capture_output=True, text=True, check=False
+    )
     suite_s = time.perf_counter() - started
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "no output"
     print(f"tests.suite_wall_s {suite_s:.1f} (goal < 90) [{summary}]")

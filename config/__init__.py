@@ -149,7 +149,9 @@ class MigrateConfig(_Strict):
         # Past the time limit ECS stops the task: the runner should give up waiting first and say who
         # holds the lock, with at least a minute left for the migration itself.
         if self.lock_wait_seconds > self.timeout_minutes * 60 - 60:
-            raise ValueError(f"lock_wait_seconds {self.lock_wait_seconds} must leave at least 60 s of the {self.timeout_minutes}-minute time limit")
+            raise ValueError(
+                f"lock_wait_seconds {self.lock_wait_seconds} must leave at least 60 s of the {self.timeout_minutes}-minute time limit"
+            )
         return self
 
     @model_validator(mode="after")
@@ -213,6 +215,15 @@ class EnvironmentConfig(_Strict):
 
     def app(self, name: str) -> AppConfig:
         return next(app for app in self.apps if app.name == name)
+
+
+def github_role_name(name_prefix: str, env_name: str, kind: str) -> str:
+    """The ci stack's GitHub Actions role `kind` ("deploy" or "review").
+
+    A fixed name, so a workflow knows which role to assume from the config alone, before it has any
+    credentials to read stack outputs with.
+    """
+    return f"{name_prefix}-{env_name}-github-{kind}"
 
 
 def _field_path(location: tuple[int | str, ...]) -> str:

@@ -9,6 +9,7 @@ from aws_cdk import App, Aspects, Environment, Tags
 from cdk_nag import AwsSolutionsChecks
 
 from config import EnvironmentConfig
+from stacks.ci_stack import CiStack
 from stacks.data_stack import DataStack
 from stacks.images_stack import ImagesStack
 from stacks.release_stack import ReleaseStack
@@ -22,10 +23,11 @@ class EnvironmentStacks:
     data: DataStack
     images: ImagesStack
     release: ReleaseStack
+    ci: CiStack
 
     @property
-    def all(self) -> tuple[DataStack, ImagesStack, ReleaseStack]:
-        return (self.data, self.images, self.release)
+    def all(self) -> tuple[DataStack, ImagesStack, ReleaseStack, CiStack]:
+        return (self.data, self.images, self.release, self.ci)
 
 
 def add_environment(app: App, config: EnvironmentConfig) -> EnvironmentStacks:
@@ -53,7 +55,19 @@ def add_environment(app: App, config: EnvironmentConfig) -> EnvironmentStacks:
         env=env,
         description=f"{config.env_name}: migrate task and the release state machine",
     )
-    stacks = EnvironmentStacks(data=data, images=images, release=release)
+    ci = CiStack(
+        app,
+        config.stack_name("ci"),
+        config=config,
+        state_machine_arn=release.release.state_machine.state_machine_arn,
+        repositories=list(images.repositories.values()),
+        migrate_log_group_name=release.migrate.log_group.log_group_name,
+        lease_table_arn=release.release.lease_table.table_arn,
+        released_parameter_arn=release.release.released_parameter.parameter_arn,
+        env=env,
+        description=f"{config.env_name}: GitHub Actions OIDC provider and the deploy and review roles",
+    )
+    stacks = EnvironmentStacks(data=data, images=images, release=release, ci=ci)
     for stack in stacks.all:
         Tags.of(stack).add("project", config.name_prefix, exclude_resource_types=_UNTAGGABLE)
         Tags.of(stack).add("environment", config.env_name, exclude_resource_types=_UNTAGGABLE)

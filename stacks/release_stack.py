@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_ecr as ecr
 
 from config import EnvironmentConfig
 from constructs import Construct
-from constructs.migrate_task import MigrateTask
+from constructs.migrate_task import CONTAINER_NAME, MigrateTask
+from constructs.release_state_machine import ReleaseStateMachine, ServiceTarget
 from constructs.retention import retention
 from stacks.data_stack import DataStack
 from stacks.outputs import export
@@ -45,3 +46,50 @@ class ReleaseStack(Stack):
         export(self, "ClusterName", config.cluster_name, "ECS cluster the services and the migrate task run in")
         export(self, "MigrateTaskFamily", config.migrate.family, "Task definition family of the migrate task")
         export(self, "MigrateLogGroupName", self.migrate.log_group.log_group_name, "Log group of the migrate task")
+
+        # One execution = one release: migrate, then deploy the services that depend on the schema.
+        self.release = ReleaseStateMachine(
+            self,
+            "Release",
+            name_prefix=config.name_prefix,
+            env_name=config.env_name,
+            cluster_name=config.cluster_name,
+            subnet_ids=data.private_subnet_ids,
+            migrate_security_group_id=data.access.migrate_security_group.security_group_id,
+            migrate_task_family=config.migrate.family,
+            migrate_container_name=CONTAINER_NAME,
+            migrate_repository=repositories["migrate"],
+            migrate_task_role=self.migrate.task_role,
+            migrate_execution_role=self.migrate.execution_role,
+            migrate_timeout=Duration.minutes(config.migrate.timeout_minutes),
+            services=[
+                ServiceTarget(
+                    app=app.name,
+                    service_name=app.service,
+                    container_name=app.container,
+                    repository=repositories[app.name],
+                    uses_schema=app.uses_schema,
+                    task_role_arn=app.task_role_arn,
+                    execution_role_arn=app.execution_role_arn,
+                )
+                for app in config.apps
+            ],
+            lease_wait=Duration.minutes(config.release.lease_wait_minutes),
+            rollout_timeout=Duration.minutes(config.release.rollout_timeout_minutes),
+            notify_email=config.notifications.email,
+            log_retention=retention(config.log_retention_days),
+        )
+        export(
+            self, "StateMachineArn", self.release.state_machine.state_machine_arn, "The release state machine: one execution = one release"
+        )
+        export(self, "LeaseTableName", self.release.lease_table.table_name, "DynamoDB table holding the release lease")
+        export(
+            self,
+            "ReleasedParameterName",
+            self.release.released_parameter.parameter_name,
+            "SSM parameter with the last released tag and digests",
+        )
+        if self.release.failure_topic is not None:
+            export(
+                self, "FailureTopicArn", self.release.failure_topic.topic_arn, "SNS topic told about failed, timed-out and aborted releases"
+            )

@@ -1,0 +1,79 @@
+"""Local validation of a release request and the execution name derived from it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from release.errors import ExitCode, ReleaseError
+
+# A Docker image tag: what ECR accepts and what the state machine checks again.
+TAG_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+# Step Functions execution names: 1-80 characters; these are safe everywhere (logs, ARNs, URLs).
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+MAX_NAME = 80
+_TAG_PART = 48
+
+
+def validate_tag(tag: str) -> str:
+    if not TAG_PATTERN.fullmatch(tag):
+        raise ReleaseError(
+            f"invalid image tag {tag!r}: use 1-128 of A-Z a-z 0-9 _ . - not starting with . or -",
+            ExitCode.USAGE,
+        )
+    return tag
+
+
+def validate_services(requested: Sequence[str] | None, known: Sequence[str]) -> list[str] | None:
+    """The requested apps in config order without duplicates; None when none were named (all)."""
+    if requested is None:
+        return None
+    unknown = sorted({name for name in requested if name not in known})
+    if unknown:
+        raise ReleaseError(
+            f"unknown service {', '.join(unknown)}: this environment has {', '.join(known)}",
+            ExitCode.USAGE,
+        )
+    if not requested:
+        raise ReleaseError("--services needs at least one app name", ExitCode.USAGE)
+    return [name for name in known if name in set(requested)]
+
+
+def execution_input(tag: str, services: list[str] | None, migrate: bool) -> dict[str, Any]:
+    payload: dict[str, Any] = {"imageTag": tag, "migrate": migrate}
+    if services is not None:
+        payload["services"] = services
+    return payload
+
+
+def canonical_json(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"))
+
+
+def execution_name(payload: dict[str, Any], attempt: int = 1) -> str:
+    """`<tag>-<scope>-<mig|nomig>-<hash of the input>[-<attempt>]`, at most 80 characters.
+
+    The same request always gets the same name, so starting it again while it runs attaches to
+    it; the hash keeps two requests whose tags differ only in '.' vs '-' apart.
+    """
+    tag = _NAME_UNSAFE.sub("-", str(payload["imageTag"]))[:_TAG_PART]
+    services = payload.get("services")
+    scope = "all" if services is None else f"{len(services)}svc"
+    migrate = "mig" if payload.get("migrate", True) else "nomig"
+    digest = hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:8]
+    name = f"{tag}-{scope}-{migrate}-{digest}"
+    if attempt > 1:
+        name = f"{name}-{attempt}"
+    assert len(name) <= MAX_NAME, name
+    return name
+
+
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    """The ARN an execution of this state machine with this name has (or will have)."""
+    prefix, sep, machine = state_machine_arn.partition(":stateMachine:")
+    if not sep:
+        raise ReleaseError(f"not a state machine ARN: {state_machine_arn}", ExitCode.AWS)
+    return f"{prefix}:execution:{machine.split(':')[0]}:{name}"

@@ -1,0 +1,95 @@
+"""Execution names and local validation, and starting when another client wins the race."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from release.errors import ExitCode, ReleaseError
+from release.naming import execution_arn, execution_input, execution_name, validate_services, validate_tag
+from release.starting import start_or_attach
+
+MACHINE = "arn:aws:states:ap-southeast-5:123456789012:stateMachine:cashsouk-prod-release"
+
+
+@pytest.mark.parametrize("tag", ["3f9c2a7d1e4b8c6a0f5d2e9b7a1c4d8e6f0a2b3c", "v1.2.3", "_x", "a" * 128, "release-2026.11.24"])
+def test_valid_tags(tag: str) -> None:
+    assert validate_tag(tag) == tag
+
+
+@pytest.mark.parametrize("tag", ["", ".x", "-x", "a" * 129, "a b", "a/b", "a:b", "ä"])
+def test_invalid_tags(tag: str) -> None:
+    with pytest.raises(ReleaseError) as caught:
+        validate_tag(tag)
+    assert caught.value.code == ExitCode.USAGE
+
+
+@pytest.mark.parametrize("tag", ["a" * 128, "v1.2.3", "x"])
+@pytest.mark.parametrize("services", [None, ["api"], ["api", "admin", "investor", "issuer", "landing"]])
+@pytest.mark.parametrize("migrate", [True, False])
+def test_execution_names_are_valid_and_deterministic(tag: str, services: list[str] | None, migrate: bool) -> None:
+    payload = execution_input(tag, services, migrate)
+    for attempt in (1, 2, 50):
+        name = execution_name(payload, attempt)
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,80}", name), name
+        assert name == execution_name(dict(payload), attempt)
+
+
+def test_names_differ_by_request() -> None:
+    names = {
+        execution_name(execution_input("v1.2", None, True)),
+        execution_name(execution_input("v1-2", None, True)),  # same after sanitising, other hash
+        execution_name(execution_input("v1.2", None, False)),
+        execution_name(execution_input("v1.2", ["api"], True)),
+        execution_name(execution_input("v1.2", ["admin"], True)),
+    }
+    assert len(names) == 5
+
+
+def test_execution_arn() -> None:
+    assert execution_arn(MACHINE, "n") == "arn:aws:states:ap-southeast-5:123456789012:execution:cashsouk-prod-release:n"
+
+
+def test_services_in_config_order() -> None:
+    known = ["api", "admin", "landing"]
+    assert validate_services(None, known) is None
+    assert validate_services(["landing", "api", "landing"], known) == ["api", "landing"]
+
+
+class _RacingStepFunctions:
+    """DescribeExecution says nothing exists, then StartExecution loses a race to another client."""
+
+    def __init__(self, other_input: str) -> None:
+        self.described = 0
+        self.other_input = other_input
+        self.started: list[str] = []
+
+    def describe_execution(self, executionArn: str) -> dict[str, Any]:  # noqa: N803 (boto3's parameter names)
+        self.described += 1
+        if self.described == 1 or "-2" in executionArn:
+            raise ClientError({"Error": {"Code": "ExecutionDoesNotExist", "Message": "no"}}, "DescribeExecution")
+        return {"status": "RUNNING", "input": self.other_input}
+
+    def start_execution(self, stateMachineArn: str, name: str, input: str) -> dict[str, Any]:  # noqa: N803
+        if not self.started and name.endswith(tuple("0123456789abcdef")) and "-2" not in name and self.described == 1:
+            self.started.append("lost")
+            raise ClientError({"Error": {"Code": "ExecutionAlreadyExists", "Message": "exists"}}, "StartExecution")
+        self.started.append(name)
+        return {"executionArn": execution_arn(stateMachineArn, name)}
+
+
+def test_execution_already_exists_with_the_same_input_attaches() -> None:
+    payload = execution_input("abc", None, True)
+    sfn = _RacingStepFunctions(other_input='{"imageTag": "abc", "migrate": true}')
+    started = start_or_attach(sfn, MACHINE, payload)
+    assert started.attached and started.name == execution_name(payload)
+
+
+def test_execution_already_exists_with_another_input_starts_a_suffixed_one() -> None:
+    payload = execution_input("abc", None, True)
+    sfn = _RacingStepFunctions(other_input='{"imageTag": "abc", "migrate": true, "services": ["api"]}')
+    started = start_or_attach(sfn, MACHINE, payload)
+    assert not started.attached and started.name == execution_name(payload, 2)

@@ -1,0 +1,129 @@
+"""Mistakes end with ONE line on stderr and the documented exit code, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+
+from release.cli import main
+from release.errors import ExitCode
+from tests.cli.conftest import REPO
+from tests.cli.fakes import ENV, REGION, create_stacks, stack_name
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip("\n").splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert lines[0].startswith("release: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["start", "--image-tag=-bad"], "invalid image tag '-bad'"),
+        (["start", "--image-tag", "a" * 129], "invalid image tag"),
+        (
+            ["start", "--image-tag", "ok", "--services", "api", "billing"],
+            "unknown service billing: this environment has api, admin, investor, issuer, landing",
+        ),
+        (["start"], "the following arguments are required: --image-tag"),
+        (["start", "--image-tag", "ok", "--poll-interval", "-1"], "must be 0 or more seconds"),
+        (["outputs", "--format", "yaml"], "invalid choice: 'yaml'"),
+        (["status", "--limit", "0"], "--limit must be at least 1"),
+    ],
+)
+def test_bad_arguments(config_dir: Path, capsys: pytest.CaptureFixture[str], args: list[str], expected: str) -> None:
+    code = main([args[0], "--env", ENV, "--config-dir", str(config_dir), *args[1:]])
+    assert code == ExitCode.USAGE
+    assert expected in _one_line(capsys.readouterr().err)
+
+
+def test_no_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == ExitCode.USAGE
+    assert "required: COMMAND" in _one_line(capsys.readouterr().err)
+
+
+def test_unknown_environment(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--env", "staging", "--config-dir", str(config_dir)]) == ExitCode.USAGE
+    line = _one_line(capsys.readouterr().err)
+    assert "staging.yaml: no such environment file (known environments: qa)" in line
+
+
+def test_invalid_environment_file(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (config_dir / "broken.yaml").write_text("name_prefix: cashsouk\nregion: nowhere\n")
+    assert main(["outputs", "--env", "broken", "--config-dir", str(config_dir)]) == ExitCode.USAGE
+    assert "broken.yaml" in _one_line(capsys.readouterr().err)
+
+
+def test_missing_release_stack(aws: None, config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    create_stacks(("data", "images"))
+    assert main(["start", "--env", ENV, "--config-dir", str(config_dir), "--image-tag", "abc"]) == ExitCode.AWS
+    line = _one_line(capsys.readouterr().err)
+    assert f"stack {stack_name('release')} does not exist in account 123456789012 region {REGION}" in line
+    assert f"cdk deploy -c env={ENV}" in line
+
+
+def test_outputs_names_every_missing_stack(aws: None, config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    create_stacks(("data", "release"))
+    assert main(["outputs", "--env", ENV, "--config-dir", str(config_dir)]) == ExitCode.AWS
+    line = _one_line(capsys.readouterr().err)
+    assert f"stack {stack_name('images')}, {stack_name('ci')} does not exist" in line
+
+
+def test_missing_output(aws: None, config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    boto3.client("cloudformation", region_name=REGION).create_stack(
+        StackName=stack_name("release"),
+        TemplateBody='{"Resources": {"L": {"Type": "AWS::Logs::LogGroup"}}, "Outputs": {"ClusterName": {"Value": "default"}}}',
+    )
+    assert main(["status", "--env", ENV, "--config-dir", str(config_dir)]) == ExitCode.AWS
+    assert "has no output StateMachineArn, LeaseTableName" in _one_line(capsys.readouterr().err)
+
+
+def test_credentials_for_another_account(aws: None, config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (config_dir / "other.yaml").write_text((config_dir / f"{ENV}.yaml").read_text().replace("123456789012", "210987654321"))
+    assert main(["outputs", "--env", "other", "--config-dir", str(config_dir)]) == ExitCode.AWS
+    line = _one_line(capsys.readouterr().err)
+    assert "credentials are for account 123456789012, but environment other is account 210987654321" in line
+
+
+def test_aws_error_is_one_line(aws: None, config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    create_stacks()
+    cfn = boto3.client("cloudformation", region_name=REGION)
+    cfn.update_stack(  # a release stack whose state machine ARN points nowhere
+        StackName=stack_name("release"),
+        TemplateBody='{"Resources": {"L": {"Type": "AWS::Logs::LogGroup"}}, "Outputs": {"StateMachineArn": '
+        '{"Value": "arn:aws:states:ap-southeast-5:123456789012:stateMachine:gone"}}}',
+    )
+    assert main(["start", "--env", ENV, "--config-dir", str(config_dir), "--image-tag", "abc"]) == ExitCode.AWS
+    assert "starting the release: StateMachineDoesNotExist" in _one_line(capsys.readouterr().err)
+
+
+def test_unknown_aws_profile(config_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config_dir / "missing-aws-config"))
+    assert main(["outputs", "--env", ENV, "--config-dir", str(config_dir)]) == ExitCode.AWS
+    assert "no-such-profile" in _one_line(capsys.readouterr().err)
+
+
+def test_python_dash_m_release_end_to_end(config_dir: Path) -> None:
+    """The real entry point, in a fresh interpreter: no credentials needed to fail on a bad tag."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "release", "start", "--env", ENV, "--config-dir", str(config_dir), "--image-tag", "bad tag"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == ExitCode.USAGE
+    assert result.stdout == ""
+    assert result.stderr.strip() == "release: invalid image tag 'bad tag': use 1-128 of A-Z a-z 0-9 _ . - not starting with . or -"

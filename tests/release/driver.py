@@ -1,0 +1,256 @@
+"""Run the synthesized release definition in the interpreter against the fakes.
+
+`resolve_definition` turns the template's DefinitionString (an Fn::Join of strings, Refs and
+GetAtts, possibly Fn::ImportValue across stacks) into the JSON document CloudFormation would
+create, with plausible values for every token; nothing is copied by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from moto import mock_aws
+
+from tests.release import interpreter
+from tests.release.fakes import ACCOUNT, REGION, FakeAws, FakeClients, boto3
+
+PSEUDO = {
+    "AWS::Partition": "aws",
+    "AWS::Region": REGION,
+    "AWS::AccountId": ACCOUNT,
+    "AWS::URLSuffix": "amazonaws.com",
+    "AWS::StackName": "stack",
+    "AWS::NoValue": "",
+}
+
+
+class Resolver:
+    """Values for a template's tokens, as CloudFormation would substitute them."""
+
+    def __init__(self, templates: dict[str, dict[str, Any]], stack_name: str) -> None:
+        self.templates = templates
+        self.stack_name = stack_name
+        self.template = templates[stack_name]
+
+    def _resource(self, logical_id: str) -> dict[str, Any]:
+        return dict(self.template.get("Resources", {}).get(logical_id, {}))
+
+    def ref(self, logical_id: str) -> str:
+        if logical_id in PSEUDO:
+            return PSEUDO[logical_id]
+        if logical_id in self.template.get("Parameters", {}):
+            return str(self.template["Parameters"][logical_id].get("Default", logical_id))
+        resource = self._resource(logical_id)
+        kind, props = resource.get("Type", ""), resource.get("Properties", {})
+        named = {
+            "AWS::DynamoDB::Table": "TableName",
+            "AWS::SSM::Parameter": "Name",
+            "AWS::ECR::Repository": "RepositoryName",
+            "AWS::Logs::LogGroup": "LogGroupName",
+            "AWS::IAM::Role": "RoleName",
+            "AWS::EC2::SecurityGroup": None,
+        }
+        key = named.get(kind)
+        if key and key in props:
+            return str(self.value(props[key]))
+        if kind == "AWS::EC2::SecurityGroup":
+            return "sg-0" + logical_id.lower()[-16:]
+        if kind == "AWS::StepFunctions::StateMachine":
+            return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{self.value(props.get('StateMachineName', logical_id))}"
+        return logical_id.lower()
+
+    def get_att(self, logical_id: str, attribute: str) -> str:
+        resource = self._resource(logical_id)
+        kind = resource.get("Type", "")
+        name = self.ref(logical_id)
+        if kind == "AWS::ECR::Repository":
+            if attribute == "Arn":
+                return f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{name}"
+            if attribute == "RepositoryUri":
+                return f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{name}"
+        if kind == "AWS::IAM::Role" and attribute == "Arn":
+            return f"arn:aws:iam::{ACCOUNT}:role/{name}"
+        if kind == "AWS::DynamoDB::Table" and attribute == "Arn":
+            return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+        return f"{name}-{attribute.lower()}"
+
+    def import_value(self, export_name: str) -> Any:
+        for stack_name, template in self.templates.items():
+            for output in template.get("Outputs", {}).values():
+                export = output.get("Export", {}).get("Name")
+                if export is not None and Resolver(self.templates, stack_name).value(export) == export_name:
+                    return Resolver(self.templates, stack_name).value(output["Value"])
+        raise KeyError(f"no stack exports {export_name}")
+
+    def value(self, node: Any) -> Any:  # noqa: PLR0911, PLR0912 - one branch per intrinsic function
+        if isinstance(node, list):
+            return [self.value(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            ((key, arg),) = node.items()
+            if key == "Ref":
+                return self.ref(arg)
+            if key == "Fn::GetAtt":
+                logical_id, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+                return self.get_att(logical_id, attribute)
+            if key == "Fn::Join":
+                separator, parts = arg
+                return str(separator).join(str(self.value(p)) for p in self.value(parts))
+            if key == "Fn::Select":
+                index, items = arg
+                return self.value(items)[int(self.value(index))]
+            if key == "Fn::Split":
+                separator, text = arg
+                return str(self.value(text)).split(separator)
+            if key == "Fn::ImportValue":
+                return self.import_value(self.value(arg))
+            if key == "Fn::Sub":
+                text, variables = (arg, {}) if isinstance(arg, str) else arg
+                for name, val in variables.items():
+                    text = text.replace("${" + name + "}", str(self.value(val)))
+                for name in set(re.findall(r"\$\{([^}!]+)\}", text)):
+                    if "." in name:
+                        logical_id, attribute = name.split(".", 1)
+                        text = text.replace("${" + name + "}", self.get_att(logical_id, attribute))
+                    else:
+                        text = text.replace("${" + name + "}", self.ref(name))
+                return text
+        return {k: self.value(v) for k, v in node.items()}
+
+
+def state_machines(templates: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """{StateMachineName: (stack name, logical id)} of every state machine in the templates."""
+    found = {}
+    for stack_name, template in templates.items():
+        for logical_id, resource in template.get("Resources", {}).items():
+            if resource.get("Type") == "AWS::StepFunctions::StateMachine":
+                name = Resolver(templates, stack_name).value(resource["Properties"].get("StateMachineName", logical_id))
+                found[str(name)] = (stack_name, logical_id)
+    return found
+
+
+def resolve_definition(templates: dict[str, dict[str, Any]], state_machine_name: str) -> dict[str, Any]:
+    stack_name, logical_id = state_machines(templates)[state_machine_name]
+    resolver = Resolver(templates, stack_name)
+    props = templates[stack_name]["Resources"][logical_id]["Properties"]
+    text = resolver.value(props["DefinitionString"])
+    for name, val in (props.get("DefinitionSubstitutions") or {}).items():
+        text = text.replace("${" + name + "}", str(resolver.value(val)))
+    definition: dict[str, Any] = json.loads(text)
+    return definition
+
+
+@dataclass
+class Execution:
+    arn: str
+    status: str
+    output: Any
+    error: str | None
+    cause: str
+    history: list[dict[str, Any]]
+
+    @property
+    def states_entered(self) -> list[str]:
+        return [e["stateEnteredEventDetails"]["name"] for e in self.history if e["type"].endswith("StateEntered")]
+
+    @property
+    def transitions(self) -> int:
+        """State transitions as Step Functions bills them: every state entered, every retry."""
+        entered = sum(1 for e in self.history if e["type"].endswith("StateEntered"))
+        retries = 0
+        scheduled_since_entry = 0
+        for event in self.history:
+            if event["type"].endswith("StateEntered"):
+                scheduled_since_entry = 0
+            elif event["type"] == "TaskScheduled":
+                scheduled_since_entry += 1
+                if scheduled_since_entry > 1:
+                    retries += 1
+        return entered + retries
+
+
+class Interpreter:
+    """moto's Step Functions engine, patched (see interpreter.py), answering AWS calls from fakes."""
+
+    def __init__(self) -> None:
+        self.clients = FakeClients()
+        self._lock = threading.Lock()
+        self._machines: dict[str, str] = {}
+        self.sfn: Any = None
+
+    @property
+    def fake(self) -> FakeAws:
+        return self.clients.fake
+
+    def reset(self, fake: FakeAws | None = None) -> FakeAws:
+        self.clients.fake = fake or FakeAws()
+        interpreter.CLOCK.reset()
+        return self.clients.fake
+
+    def machine(self, definition: dict[str, Any], name: str) -> str:
+        body = json.dumps(definition)
+        key = f"{name}:{hash(body)}"
+        with self._lock:
+            if key not in self._machines:
+                self._machines[key] = self.sfn.create_state_machine(
+                    name=f"{name}-{len(self._machines)}",
+                    definition=body,
+                    roleArn=f"arn:aws:iam::{ACCOUNT}:role/release",
+                )["stateMachineArn"]
+            return self._machines[key]
+
+    def start(self, machine_arn: str, payload: Any, name: str | None = None) -> str:
+        return str(
+            self.sfn.start_execution(stateMachineArn=machine_arn, name=name or uuid.uuid4().hex[:20], input=json.dumps(payload))[
+                "executionArn"
+            ]
+        )
+
+    def wait(self, execution_arn: str, timeout: float = 20.0) -> Execution:
+        deadline = time.monotonic() + timeout
+        while True:
+            description = self.sfn.describe_execution(executionArn=execution_arn)
+            if description["status"] != "RUNNING":
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{execution_arn} still RUNNING after {timeout} s")
+            time.sleep(0.002)
+        history: list[dict[str, Any]] = []
+        token = None
+        while True:
+            page = self.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000, **({"nextToken": token} if token else {}))
+            history.extend(page["events"])
+            token = page.get("nextToken")
+            if not token:
+                break
+        output = json.loads(description["output"]) if description.get("output") else None
+        return Execution(
+            arn=execution_arn,
+            status=description["status"],
+            output=output,
+            error=description.get("error"),
+            cause=description.get("cause") or "",
+            history=history,
+        )
+
+    def run(self, machine_arn: str, payload: Any, name: str | None = None) -> Execution:
+        return self.wait(self.start(machine_arn, payload, name))
+
+
+@contextmanager
+def interpreter_session() -> Iterator[Interpreter]:
+    """One moto mock for many executions (the engine runs each execution in a thread)."""
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        session = Interpreter()
+        interpreter.install(session.clients.client)
+        session.sfn = boto3.client("stepfunctions", region_name=REGION)
+        yield session

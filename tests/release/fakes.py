@@ -1,0 +1,445 @@
+"""Stateful fakes of the AWS APIs a release calls, behind real botocore clients.
+
+The interpreter's requests pass botocore's parameter validation (so a read-only field left in a
+RegisterTaskDefinition, or a misspelt argument, fails as it would against AWS); a `before-call`
+hook then answers from these fakes instead of the network. Errors are returned the way AWS
+returns them, so botocore raises its modeled exceptions and the interpreter names them.
+
+Time is the interpreter's virtual clock: a migration runs for `duration` virtual seconds, a
+rollout completes `rollout_seconds` after UpdateService.
+"""
+
+# The fake's handlers are named and keyed exactly like the AWS APIs they stand in for.
+# ruff: noqa: N802, N803
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import itertools
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.release.interpreter import CLOCK
+
+# boto3/botocore ship no type information.
+boto3: Any = importlib.import_module("boto3")
+AWSResponse: Any = importlib.import_module("botocore.awsrequest").AWSResponse
+
+ACCOUNT = "123456789012"
+REGION = "ap-southeast-5"
+CLUSTER = "default"
+CLUSTER_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{CLUSTER}"
+
+
+class FakeError(Exception):
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def digest_of(repository: str, tag: str) -> str:
+    return "sha256:" + hashlib.sha256(f"{repository}:{tag}".encode()).hexdigest()
+
+
+@dataclass
+class MigrationPlan:
+    """How the next migrate task behaves."""
+
+    exit_code: int | None = 0
+    duration: float = 60.0  # virtual seconds from RunTask to STOPPED
+    stop_code: str = "EssentialContainerExited"
+    stopped_reason: str = "Essential container in task exited"
+    container_reason: str | None = None
+    never_stops: bool = False
+
+
+@dataclass
+class RolloutPlan:
+    """How the next deployment of a service behaves."""
+
+    outcome: str = "COMPLETED"  # COMPLETED | FAILED (circuit breaker rolls back) | GONE
+    rollout_seconds: float = 120.0
+    reason: str = "ECS deployment circuit breaker: tasks failed to start."
+
+
+@dataclass
+class Call:
+    at: float
+    service: str
+    operation: str
+    params: dict[str, Any]
+    error: str | None = None
+
+
+@dataclass
+class FakeAws:
+    """ECR, ECS, DynamoDB and SSM, as much as a release uses, with state and a call log."""
+
+    images: dict[str, dict[str, str]] = field(default_factory=dict)  # repository -> tag -> digest
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)  # service name -> description
+    task_definitions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # family -> revisions
+    tags: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # task definition arn -> tags
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lease_items: dict[str, dict[str, Any]] = field(default_factory=dict)  # LeaseId -> item
+    parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    migration: MigrationPlan = field(default_factory=MigrationPlan)
+    rollouts: dict[str, RolloutPlan] = field(default_factory=dict)  # service -> plan
+    calls: list[Call] = field(default_factory=list)
+    # Called after every PutItem on the lease (to let a test free a lease "in time").
+    on_put_item: Callable[[FakeAws, int], None] | None = None
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    # ---- set-up helpers --------------------------------------------------------------------------
+    def push_image(self, repository: str, tag: str) -> str:
+        digest = digest_of(repository, tag)
+        self.images.setdefault(repository, {})[tag] = digest
+        return digest
+
+    def add_task_definition(self, definition: dict[str, Any], tags: list[dict[str, str]] | None = None) -> str:
+        family = definition["family"]
+        revisions = self.task_definitions.setdefault(family, [])
+        revision = len(revisions) + 1
+        arn = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{family}:{revision}"
+        stored = {
+            **copy.deepcopy(definition),
+            "taskDefinitionArn": arn,
+            "revision": revision,
+            "status": "ACTIVE",
+            "compatibilities": ["EC2", "FARGATE"],
+            "requiresAttributes": [{"name": "com.amazonaws.ecs.capability.logging-driver.awslogs"}],
+            "registeredAt": 1700000000.0 + revision,
+            "registeredBy": f"arn:aws:sts::{ACCOUNT}:assumed-role/release/x",
+        }
+        revisions.append(stored)
+        self.tags[arn] = list(tags or [])
+        return arn
+
+    def add_service(self, name: str, task_definition_arn: str, *, circuit_breaker: bool = True, rollback: bool = True) -> None:
+        self.services[name] = {
+            "serviceName": name,
+            "serviceArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{CLUSTER}/{name}",
+            "clusterArn": CLUSTER_ARN,
+            "status": "ACTIVE",
+            "taskDefinition": task_definition_arn,
+            "desiredCount": 2,
+            "runningCount": 2,
+            "deploymentController": {"type": "ECS"},
+            "deploymentConfiguration": {
+                "deploymentCircuitBreaker": {"enable": circuit_breaker, "rollback": rollback},
+                "maximumPercent": 200,
+                "minimumHealthyPercent": 100,
+            },
+            "deployments": [
+                {
+                    "id": f"ecs-svc/{next(self._ids):019d}",
+                    "status": "PRIMARY",
+                    "taskDefinition": task_definition_arn,
+                    "rolloutState": "COMPLETED",
+                    "desiredCount": 2,
+                    "runningCount": 2,
+                }
+            ],
+        }
+
+    # ---- queries for assertions ---------------------------------------------------------------------
+    def operations(self, service: str | None = None) -> list[str]:
+        return [c.operation for c in self.calls if service is None or c.service == service]
+
+    def calls_of(self, operation: str) -> list[Call]:
+        return [c for c in self.calls if c.operation == operation]
+
+    def latest(self, family: str) -> dict[str, Any]:
+        return self.task_definitions[family][-1]
+
+    # ---- dispatch -------------------------------------------------------------------------------------
+    def handle(self, service: str, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            call = Call(at=CLOCK.now(), service=service, operation=operation, params=copy.deepcopy(params))
+            self.calls.append(call)
+            handler = getattr(self, f"_{service}_{operation}", None)
+            if handler is None:
+                call.error = "NotImplemented"
+                raise FakeError("InvalidAction", f"the fake does not implement {service}:{operation}")
+            try:
+                # A copy: the interpreter rewrites responses in place (PascalCase).
+                result: dict[str, Any] = copy.deepcopy(handler(**copy.deepcopy(params)))
+                return result
+            except FakeError as error:
+                call.error = error.code
+                raise
+
+    # ---- ECR ------------------------------------------------------------------------------------------
+    def _ecr_DescribeImages(self, repositoryName: str, imageIds: list[dict[str, str]], **_: Any) -> dict[str, Any]:
+        if repositoryName not in self.images:
+            raise FakeError(
+                "RepositoryNotFoundException",
+                f"The repository with name '{repositoryName}' does not exist in the registry with id '{ACCOUNT}'",
+            )
+        details = []
+        for image_id in imageIds:
+            tag = image_id["imageTag"]
+            digest = self.images[repositoryName].get(tag)
+            if digest is None:
+                raise FakeError(
+                    "ImageNotFoundException",
+                    f"The image with imageId {{imageDigest:'null', imageTag:'{tag}'}} does not exist within the repository "
+                    f"with name '{repositoryName}' in the registry with id '{ACCOUNT}'",
+                )
+            details.append({"registryId": ACCOUNT, "repositoryName": repositoryName, "imageDigest": digest, "imageTags": [tag]})
+        return {"imageDetails": details}
+
+    # ---- ECS task definitions ---------------------------------------------------------------------
+    def _find_task_definition(self, ref: str) -> dict[str, Any]:
+        name = ref.split("task-definition/", 1)[-1]
+        family, _, revision = name.partition(":")
+        revisions = [r for r in self.task_definitions.get(family, []) if r["status"] == "ACTIVE"]
+        if revision:
+            revisions = [r for r in revisions if str(r["revision"]) == revision]
+        if not revisions:
+            raise FakeError("ClientException", "Unable to describe task definition.")
+        return revisions[-1]
+
+    def _ecs_DescribeTaskDefinition(self, taskDefinition: str, include: list[str] | None = None) -> dict[str, Any]:
+        found = copy.deepcopy(self._find_task_definition(taskDefinition))
+        result: dict[str, Any] = {"taskDefinition": found}
+        if include and "TAGS" in include:
+            result["tags"] = copy.deepcopy(self.tags.get(found["taskDefinitionArn"], []))
+        return result
+
+    def _ecs_RegisterTaskDefinition(self, **params: Any) -> dict[str, Any]:
+        tags = params.pop("tags", None)
+        arn = self.add_task_definition(params, tags)
+        return {"taskDefinition": copy.deepcopy(self._find_task_definition(arn)), "tags": tags or []}
+
+    # ---- ECS tasks (the migration) --------------------------------------------------------------------
+    def _ecs_RunTask(self, cluster: str, taskDefinition: str, **params: Any) -> dict[str, Any]:
+        definition = self._find_task_definition(taskDefinition)
+        network = params.get("networkConfiguration", {}).get("awsvpcConfiguration", {})
+        if network.get("assignPublicIp") != "DISABLED":
+            raise FakeError("InvalidParameterException", "the fake insists on assignPublicIp DISABLED")
+        task_id = hashlib.sha256(str(next(self._ids)).encode()).hexdigest()[:32]
+        task_arn = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{CLUSTER}/{task_id}"
+        plan = copy.deepcopy(self.migration)
+        self.tasks[task_arn] = {
+            "plan": plan,
+            "startedAt": CLOCK.now(),
+            "stopped": False,
+            "description": {
+                "taskArn": task_arn,
+                "clusterArn": CLUSTER_ARN,
+                "taskDefinitionArn": definition["taskDefinitionArn"],
+                "launchType": params.get("launchType"),
+                "lastStatus": "PROVISIONING",
+                "desiredStatus": "RUNNING",
+                "startedBy": params.get("startedBy"),
+                "containers": [
+                    {"name": c["name"], "lastStatus": "PENDING", "essential": c.get("essential", True)}
+                    for c in definition["containerDefinitions"]
+                ],
+            },
+        }
+        return {"tasks": [self._describe_task(task_arn)], "failures": []}
+
+    def _describe_task(self, task_arn: str) -> dict[str, Any]:
+        task = self.tasks[task_arn]
+        plan: MigrationPlan = task["plan"]
+        description = task["description"]
+        if not task["stopped"] and not plan.never_stops and CLOCK.now() - task["startedAt"] >= plan.duration:
+            self._stop(task_arn, plan.stop_code, plan.stopped_reason, plan.exit_code, plan.container_reason)
+        elif not task["stopped"]:
+            description["lastStatus"] = "RUNNING"
+            for container in description["containers"]:
+                container["lastStatus"] = "RUNNING"
+        return copy.deepcopy(description)
+
+    def _stop(self, task_arn: str, stop_code: str, reason: str, exit_code: int | None, container_reason: str | None) -> None:
+        task = self.tasks[task_arn]
+        task["stopped"] = True
+        description = task["description"]
+        description.update(lastStatus="STOPPED", desiredStatus="STOPPED", stopCode=stop_code, stoppedReason=reason)
+        for container in description["containers"]:
+            container["lastStatus"] = "STOPPED"
+            if exit_code is not None:
+                container["exitCode"] = exit_code
+            if container_reason:
+                container["reason"] = container_reason
+
+    def _ecs_DescribeTasks(self, tasks: list[str], cluster: str | None = None, **_: Any) -> dict[str, Any]:
+        return {"tasks": [self._describe_task(t) for t in tasks if t in self.tasks], "failures": []}
+
+    def _ecs_StopTask(self, task: str, cluster: str | None = None, reason: str = "", **_: Any) -> dict[str, Any]:
+        if task in self.tasks and not self.tasks[task]["stopped"]:
+            self._stop(task, "UserInitiated", reason or "stopped by Step Functions", None, None)
+        return {"task": self._describe_task(task)}
+
+    # ---- ECS services ---------------------------------------------------------------------------------
+    def _advance_rollout(self, service: dict[str, Any]) -> None:
+        for deployment in list(service["deployments"]):
+            plan = deployment.get("_plan")
+            if plan is None or deployment["rolloutState"] != "IN_PROGRESS":
+                continue
+            if CLOCK.now() - deployment["_createdAt"] < plan.rollout_seconds:
+                continue
+            if plan.outcome == "COMPLETED":
+                deployment["rolloutState"] = "COMPLETED"
+                service["deployments"] = [deployment]
+            elif plan.outcome == "FAILED":
+                # The circuit breaker: the new deployment FAILED, a rollback deployment to the previous
+                # task definition becomes PRIMARY and completes.
+                deployment.update(status="ACTIVE", rolloutState="FAILED", rolloutStateReason=plan.reason)
+                previous = deployment["_previous"]
+                rollback = {
+                    "id": f"ecs-svc/{next(self._ids):019d}",
+                    "status": "PRIMARY",
+                    "taskDefinition": previous,
+                    "rolloutState": "COMPLETED",
+                    "rolloutStateReason": "ECS deployment circuit breaker: rolled back to the last completed deployment.",
+                }
+                service["deployments"] = [rollback, deployment]
+                service["taskDefinition"] = previous
+            else:  # GONE: replaced by a deployment someone else started
+                service["deployments"] = [d for d in service["deployments"] if d is not deployment]
+
+    def _public_service(self, service: dict[str, Any]) -> dict[str, Any]:
+        public = copy.deepcopy(service)
+        public["deployments"] = [{k: v for k, v in d.items() if not k.startswith("_")} for d in public["deployments"]]
+        return public
+
+    def _ecs_DescribeServices(self, services: list[str], cluster: str | None = None, **_: Any) -> dict[str, Any]:
+        found, failures = [], []
+        for name in services:
+            service = self.services.get(name)
+            if service is None:
+                failures.append({"arn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{CLUSTER}/{name}", "reason": "MISSING"})
+                continue
+            self._advance_rollout(service)
+            found.append(self._public_service(service))
+        return {"services": found, "failures": failures}
+
+    def _ecs_UpdateService(self, service: str, taskDefinition: str, cluster: str | None = None, **_: Any) -> dict[str, Any]:
+        current = self.services.get(service)
+        if current is None:
+            raise FakeError("ServiceNotFoundException", "Service not found.")
+        self._find_task_definition(taskDefinition)
+        previous = current["taskDefinition"]
+        for deployment in current["deployments"]:
+            deployment["status"] = "ACTIVE"
+        deployment = {
+            "id": f"ecs-svc/{next(self._ids):019d}",
+            "status": "PRIMARY",
+            "taskDefinition": taskDefinition,
+            "rolloutState": "IN_PROGRESS",
+            "rolloutStateReason": "ECS deployment in progress.",
+            "_plan": self.rollouts.get(service, RolloutPlan()),
+            "_createdAt": CLOCK.now(),
+            "_previous": previous,
+        }
+        current["deployments"].insert(0, deployment)
+        current["taskDefinition"] = taskDefinition
+        return {"service": self._public_service(current)}
+
+    # ---- DynamoDB (the lease) -------------------------------------------------------------------------
+    @staticmethod
+    def _value(attribute: dict[str, str]) -> Any:
+        if "N" in attribute:
+            return float(attribute["N"])
+        return attribute["S"]
+
+    def _condition(self, expression: str, item: dict[str, Any] | None, names: dict[str, str], values: dict[str, Any]) -> bool:
+        """The conditions the release uses: OR of attribute_not_exists(a), a < :v, a = :v."""
+        result = False
+        for part in re.split(r"\s+OR\s+", expression.strip()):
+            clause = part.strip()
+            match = re.fullmatch(r"attribute_not_exists\((\S+)\)", clause)
+            if match:
+                result = result or item is None or names.get(match[1], match[1]) not in item
+                continue
+            match = re.fullmatch(r"(\S+)\s*(<|=)\s*(:\w+)", clause)
+            if not match:
+                raise FakeError("ValidationException", f"the fake does not understand the condition {clause!r}")
+            attribute = names.get(match[1], match[1])
+            if item is None or attribute not in item:
+                continue
+            left, right = self._value(item[attribute]), self._value(values[match[3]])
+            result = result or (left < right if match[2] == "<" else left == right)
+        return result
+
+    def _check(self, params: dict[str, Any], item: dict[str, Any] | None) -> None:
+        expression = params.get("ConditionExpression")
+        if expression and not self._condition(
+            expression, item, params.get("ExpressionAttributeNames", {}), params.get("ExpressionAttributeValues", {})
+        ):
+            raise FakeError("ConditionalCheckFailedException", "The conditional request failed")
+
+    def _dynamodb_PutItem(self, TableName: str, Item: dict[str, Any], **params: Any) -> dict[str, Any]:
+        key = Item["LeaseId"]["S"]
+        try:
+            self._check(params, self.lease_items.get(key))
+            self.lease_items[key] = copy.deepcopy(Item)
+        finally:
+            if self.on_put_item:
+                self.on_put_item(self, len(self.calls_of("PutItem")))
+        return {}
+
+    def _dynamodb_GetItem(self, TableName: str, Key: dict[str, Any], **_: Any) -> dict[str, Any]:
+        item = self.lease_items.get(Key["LeaseId"]["S"])
+        return {"Item": copy.deepcopy(item)} if item else {}
+
+    def _dynamodb_DeleteItem(self, TableName: str, Key: dict[str, Any], **params: Any) -> dict[str, Any]:
+        key = Key["LeaseId"]["S"]
+        self._check(params, self.lease_items.get(key))
+        self.lease_items.pop(key, None)
+        return {}
+
+    # ---- SSM ----------------------------------------------------------------------------------------
+    def _ssm_PutParameter(self, Name: str, Value: str, Overwrite: bool = False, **params: Any) -> dict[str, Any]:
+        current = self.parameters.get(Name)
+        if current and not Overwrite:
+            raise FakeError("ParameterAlreadyExists", "The parameter already exists.")
+        version = (current["Version"] + 1) if current else 1
+        self.parameters[Name] = {"Value": Value, "Version": version, "Type": params.get("Type", "String")}
+        return {"Version": version, "Tier": "Standard"}
+
+
+class FakeClients:
+    """Real botocore clients (cached per service) whose requests the current FakeAws answers."""
+
+    def __init__(self) -> None:
+        self.fake = FakeAws()
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def client(self, service: str, region: str) -> Any:
+        with self._lock:
+            key = (service, region)
+            if key not in self._clients:
+                client = boto3.client(service, region_name=region, aws_access_key_id="fake", aws_secret_access_key="fake")
+                client.meta.events.register("before-parameter-build", self._remember_params)
+                client.meta.events.register("before-call", self._answer)
+                self._clients[key] = client
+            return self._clients[key]
+
+    @staticmethod
+    def _remember_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["fake_api_params"] = copy.deepcopy(params)
+
+    def _answer(self, model: Any, context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        service = model.service_model.service_name
+        params = context.get("fake_api_params", {})
+        try:
+            body = self.fake.handle(service, model.name, params)
+            return AWSResponse("https://fake", 200, {}, None), {**body, "ResponseMetadata": {"HTTPStatusCode": 200, "RequestId": "fake"}}
+        except FakeError as error:
+            parsed = {
+                "Error": {"Code": error.code, "Message": error.message},
+                "ResponseMetadata": {"HTTPStatusCode": error.status, "RequestId": "fake"},
+            }
+            return AWSResponse("https://fake", error.status, {}, None), parsed

@@ -1,0 +1,274 @@
+"""The ASL interpreter the release tests run: moto's port of LocalStack's Step Functions engine.
+
+Why this one: it executes JSONata states (Arguments, Output, Assign, Condition, Map Items,
+Retry/Catch with States.QueryEvaluationError, variables and their scopes) with the semantics
+LocalStack checks against AWS, and it calls AWS through real botocore clients, so every request
+the definition makes is validated against the service's API model. aws-local-stepfunctions, the
+other candidate, runs JSONPath only.
+
+moto ships the engine with a few parts cut out. The patches below put them back, each small and
+each covered by tests/release/test_interpreter.py:
+
+1. JSONata evaluation. moto stubs it (LocalStack calls jsonata-java through a JVM). We evaluate with
+   jsonata-python, a port of the same jsonata-java reference (pin: jsonata-python==0.7.1).
+2. JSONata runtime errors (``$error()``, type errors) become ``States.QueryEvaluationError`` failures
+   that Retry and Catch see, as the States Language specification says; unpatched they surface as
+   an uncatchable States.Runtime.
+3. String variables are encoded as JSON string literals; unpatched a quote or backslash in a value
+   (an error cause, a reason) breaks every later expression.
+4. aws-sdk request/response casing. Step Functions takes PascalCase arguments and returns PascalCase
+   results for every service; moto stubs the mapping to the API's own member names.
+5. ``ecs:runTask.sync`` fails the state with ``States.TaskFailed`` (cause: the described task as
+   JSON) when an essential container exits non-zero or the task failed to start; unpatched any
+   stopped task is a success.
+
+Time is virtual: Retry intervals, the .sync poll and TimeoutSeconds advance a clock
+(`CLOCK`) instead of sleeping, so a 30-minute rollout takes milliseconds and the number of
+transitions is what AWS would count.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from moto.stepfunctions.parser.api import EvaluationFailedEventDetails, HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent, FailureEventException
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.common.string.string_expression import StringJSONata
+from moto.stepfunctions.parser.asl.component.state.exec import execute_state
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_aws_sdk,
+    state_task_service_callback,
+    state_task_service_dynamodb,
+    state_task_service_ecs,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import StateTaskService
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_ecs import StateTaskServiceEcs
+from moto.stepfunctions.parser.asl.eval import states as eval_states
+from moto.stepfunctions.parser.asl.eval import variable_store
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
+from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+
+# botocore and jsonata-python ship no type information.
+jsonata: Any = importlib.import_module("jsonata")
+_SESSION: Any = importlib.import_module("botocore.session").get_session()
+
+# Virtual seconds the .sync integration waits between two DescribeTasks calls.
+SYNC_POLL_SECONDS = 6.0
+
+
+class VirtualClock:
+    """Seconds since an arbitrary start; only sleeping (retries, waits, .sync polls) moves it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._now = 0.0
+
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += max(0.0, float(seconds))
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+        time.sleep(0.0002)  # let the other executions' threads run
+
+    def reset(self) -> None:
+        with self._lock:
+            self._now = 0.0
+
+
+CLOCK = VirtualClock()
+
+
+class _VirtualTime:
+    """Stands in for the `time` module inside the interpreter's waiting code."""
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        CLOCK.sleep(seconds)
+
+    @staticmethod
+    def time() -> float:
+        return CLOCK.now()
+
+
+class _VirtualEvent:
+    """threading.Event whose wait(timeout) times out on the virtual clock."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is None:
+            return self._event.wait()
+        deadline = CLOCK.now() + timeout
+        while not self._event.wait(0.0005):
+            if CLOCK.now() >= deadline:
+                return False
+        return True
+
+
+class _VirtualThreading:
+    Event = _VirtualEvent
+    Thread = threading.Thread
+
+
+# ---- patch 1: JSONata through jsonata-python ---------------------------------------------------------
+def _eval_jsonata(expression: str) -> Any:
+    try:
+        return jsonata.Jsonata(expression).evaluate(None)
+    except Exception as error:  # jsonata-python raises JException and Python errors alike
+        raise moto_jsonata.JSONataException("JSONataError", str(error)) from error
+
+
+# ---- patch 2: runtime errors are States.QueryEvaluationError --------------------------------------
+_original_string_jsonata_eval: Callable[..., None] = StringJSONata._eval_body
+
+
+def _string_jsonata_eval(self: StringJSONata, env: Any) -> None:
+    try:
+        _original_string_jsonata_eval(self, env)
+    except moto_jsonata.JSONataException as error:
+        name = StatesErrorName(typ=StatesErrorNameType.StatesQueryEvaluationError)
+        details = EvaluationFailedEventDetails(
+            error=name.error_name,
+            cause=f"An error occurred while evaluating the expression '{self.expression}': {error.details}",
+            state=str(env.states.context_object.context_object_data.get("State", {}).get("Name", "")),
+        )
+        raise FailureEventException(
+            FailureEvent(
+                env=env,
+                error_name=name,
+                event_type=HistoryEventType.EvaluationFailed,
+                event_details=EventDetails(evaluationFailedEventDetails=details),  # type: ignore[typeddict-item]
+            )
+        ) from error
+
+
+# ---- patch 3: string variables as JSON string literals ---------------------------------------------
+def _encode_declarations(bindings: dict[str, Any]) -> str:
+    return "".join(f"{name}:={to_json_str(value, separators=(',', ':'))};" for name, value in bindings.items())
+
+
+# ---- patch 4: PascalCase <-> API member names, from botocore's service models ----------------------
+_MODELS: dict[str, Any] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _operation_model(task: StateTaskService, boto_service_name: str | None, service_action_name: str | None) -> Any:
+    service = task._get_boto_service_name(boto_service_name=boto_service_name)
+    action = (service_action_name or task.resource.api_action).replace("_", "").lower()
+    with _MODELS_LOCK:
+        if service not in _MODELS:
+            _MODELS[service] = _SESSION.get_service_model(service)
+        model = _MODELS[service]
+    for name in model.operation_names:
+        if name.lower() == action:
+            return model.operation_model(name)
+    raise KeyError(f"{service} has no operation {action}")
+
+
+def _normalise_parameters(
+    self: StateTaskService, parameters: dict[str, Any], boto_service_name: str | None = None, service_action_name: str | None = None
+) -> None:
+    shape = _operation_model(self, boto_service_name, service_action_name).input_shape
+    if shape is not None:
+        self._to_boto_request(parameters, shape)
+
+
+def _normalise_response(
+    self: StateTaskService, response: Any, boto_service_name: str | None = None, service_action_name: str | None = None
+) -> None:
+    shape = _operation_model(self, boto_service_name, service_action_name).output_shape
+    if shape is not None:
+        self._from_boto_response(response, shape)
+
+
+# ---- patch 5: ecs:runTask.sync fails on a non-zero exit or a task that failed to start -------------
+_original_build_sync_resolver = StateTaskServiceEcs._build_sync_resolver
+
+
+def _task_failed(task: dict[str, Any]) -> bool:
+    essential = [c for c in task.get("Containers", []) if c.get("Essential", True)]
+    if task.get("StopCode") == "TaskFailedToStart":
+        return True
+    return any(c.get("ExitCode") not in (None, 0) for c in essential)
+
+
+def _build_sync_resolver(self: StateTaskServiceEcs, env: Any, *args: Any, **kwargs: Any) -> Callable[[], Any]:
+    resolve = _original_build_sync_resolver(self, env, *args, **kwargs)
+    assert resolve is not None
+
+    def resolver() -> Any:
+        task = resolve()
+        if task and _task_failed(task):
+            cause = json.dumps(task, separators=(",", ":"), default=str)
+            raise FailureEventException(
+                FailureEvent(
+                    env=env,
+                    error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
+                    event_type=HistoryEventType.TaskFailed,
+                    event_details=EventDetails(  # type: ignore[typeddict-item]
+                        taskFailedEventDetails=TaskFailedEventDetails(
+                            error=StatesErrorNameType.StatesTaskFailed.to_name(),
+                            cause=cause,
+                            resource=self._get_sfn_resource(),
+                            resourceType=self._get_sfn_resource_type(),
+                        )
+                    ),
+                )
+            )
+        return task
+
+    return resolver
+
+
+_INSTALLED: dict[str, bool] = {}
+
+
+def install(client_factory: Callable[[str, str], Any]) -> None:
+    """Patch the interpreter (once per process) and route its AWS calls to `client_factory`."""
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        return client_factory(service, region)
+
+    for module in (state_task_service_aws_sdk, state_task_service_dynamodb, state_task_service_ecs):
+        setattr(module, "boto_client_for", boto_client_for)  # noqa: B010 - moto does not export it
+    if _INSTALLED.get("patched"):
+        return
+    patches: list[tuple[Any, str, Any]] = [
+        (moto_jsonata, "_eval_jsonata", _eval_jsonata),
+        (StringJSONata, "_eval_body", _string_jsonata_eval),
+        (eval_states, "encode_jsonata_variable_declarations", _encode_declarations),
+        (variable_store, "encode_jsonata_variable_declarations", _encode_declarations),
+        (StateTaskService, "_normalise_parameters", _normalise_parameters),
+        (StateTaskService, "_normalise_response", _normalise_response),
+        (StateTaskServiceEcs, "_build_sync_resolver", _build_sync_resolver),
+        # Virtual time.
+        (retrier_decl, "time", _VirtualTime),
+        (state_task_service_callback, "time", _VirtualTime),
+        (state_task_service_callback, "_DELAY_SECONDS_SYNC_CONDITION_CHECK", SYNC_POLL_SECONDS),
+        (execute_state, "threading", _VirtualThreading),
+    ]
+    for target, attribute, value in patches:
+        assert hasattr(target, attribute), f"moto changed: {target.__name__}.{attribute} is gone"
+        setattr(target, attribute, value)
+    _INSTALLED["patched"] = True

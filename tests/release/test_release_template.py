@@ -1,0 +1,135 @@
+"""The release construct's CloudFormation: IAM least privilege, logging, tracing, timeouts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk.assertions import Match, Template
+
+from tests.release.conftest import MACHINE
+from tests.release.driver import Resolver, state_machines
+from tests.release.world import APPS
+
+SERVICES = [a.service for a in APPS]
+
+
+def policy_statements(template: dict[str, Any], resolver: Resolver) -> dict[str, dict[str, Any]]:
+    """Sid -> resolved statement of the release machine's own policy."""
+    found: dict[str, dict[str, Any]] = {}
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::IAM::Policy":
+            continue
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+            if "Sid" in statement:
+                found[statement["Sid"]] = resolver.value(statement)
+    return found
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_no_policy_grants_a_wildcard_action(release_stack_template: dict[str, Any]) -> None:
+    for resource in release_stack_template["Resources"].values():
+        if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::Role"):
+            text = json.dumps(resource["Properties"])
+            for statement in json.loads(text).get("PolicyDocument", {}).get("Statement", []):
+                for action in as_list(statement["Action"]):
+                    assert "*" not in action, statement
+
+
+def test_run_task_only_on_migrate_revisions_in_the_cluster(
+    release_templates: dict[str, dict[str, Any]], release_stack_template: dict[str, Any]
+) -> None:
+    stack_name, _ = state_machines(release_templates)[MACHINE]
+    statements = policy_statements(release_stack_template, Resolver(release_templates, stack_name))
+    run = statements["RunMigrateTaskRevisions"]
+    assert run["Action"] == "ecs:RunTask"
+    assert run["Resource"].endswith(":task-definition/cashsouk-migrate:*")
+    assert run["Condition"] == {"ArnEquals": {"ecs:cluster": "arn:aws:ecs:ap-southeast-5:123456789012:cluster/default"}}
+    assert statements["WatchAndStopMigrateTask"]["Resource"].endswith(":task/default/*")
+    assert statements["EcsSyncManagedRule"]["Resource"].endswith(":rule/StepFunctionsGetEventsForECSTaskRule")
+
+
+def test_services_and_roles_are_exactly_the_configured_ones(
+    release_templates: dict[str, dict[str, Any]], release_stack_template: dict[str, Any]
+) -> None:
+    stack_name, _ = state_machines(release_templates)[MACHINE]
+    statements = policy_statements(release_stack_template, Resolver(release_templates, stack_name))
+    deploy = statements["DeployServices"]
+    assert sorted(as_list(deploy["Action"])) == ["ecs:DescribeServices", "ecs:UpdateService"]
+    assert sorted(as_list(deploy["Resource"])) == sorted(f"arn:aws:ecs:ap-southeast-5:123456789012:service/default/{s}" for s in SERVICES)
+    passing = statements["PassTaskRoles"]
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    roles = as_list(passing["Resource"])
+    assert "*" not in json.dumps(roles)
+    assert "arn:aws:iam::123456789012:role/cashsouk-api-task" in roles
+    images = statements["ResolveDigests"]
+    assert images["Action"] == "ecr:DescribeImages"
+    assert len(as_list(images["Resource"])) == len(APPS) + 1
+    assert all(":repository/" in r for r in as_list(images["Resource"]))
+    # The only resource-level wildcard: the ECS APIs that have no resource-level permissions.
+    assert statements["RenderTaskDefinitions"]["Resource"] == "*"
+    assert sorted(as_list(statements["RenderTaskDefinitions"]["Action"])) == ["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"]
+    assert statements["Lease"]["Resource"].endswith(":table/cashsouk-example-release-lease") or "Lease" in json.dumps(
+        statements["Lease"]["Resource"]
+    )
+    assert statements["RecordRelease"]["Action"] == "ssm:PutParameter"
+
+
+def test_logging_all_with_tracing_and_bounded_time(release_stack_template: dict[str, Any]) -> None:
+    template = Template.from_json(release_stack_template)
+    template.has_resource_properties(
+        "AWS::StepFunctions::StateMachine",
+        {
+            "StateMachineName": "cashsouk-example-release",
+            "StateMachineType": "STANDARD",
+            "TracingConfiguration": {"Enabled": True},
+            "LoggingConfiguration": Match.object_like({"Level": "ALL", "IncludeExecutionData": True}),
+        },
+    )
+    template.has_resource_properties(
+        "AWS::StepFunctions::StateMachine",
+        {
+            "StateMachineName": "cashsouk-example-release-lease-cleanup",
+            "StateMachineType": "EXPRESS",
+            "TracingConfiguration": {"Enabled": True},
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Logs::LogGroup", {"LogGroupName": "/aws/vendedlogs/states/cashsouk-example-release", "RetentionInDays": Match.any_value()}
+    )
+
+
+def test_definition_is_jsonata_bounded_and_carries_no_secret(definition: dict[str, Any]) -> None:
+    assert definition["QueryLanguage"] == "JSONata"
+    assert definition["TimeoutSeconds"] > 900 + 1200 + 1800
+    assert definition["States"]["RunMigration"]["TimeoutSeconds"] == 900
+    assert definition["States"]["RunMigration"]["Resource"] == "arn:aws:states:::ecs:runTask.sync"
+    text = json.dumps(definition).lower()
+    for word in ("password", "secretsmanager", "valuefrom", "database_url"):
+        assert word not in text
+
+
+def test_lease_table_parameter_and_rules(release_stack_template: dict[str, Any]) -> None:
+    template = Template.from_json(release_stack_template)
+    template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "KeySchema": [{"AttributeName": "LeaseId", "KeyType": "HASH"}],
+            "BillingMode": "PAY_PER_REQUEST",
+            "TimeToLiveSpecification": {"AttributeName": "ExpiresAt", "Enabled": True},
+            "SSESpecification": {"SSEEnabled": True},
+        },
+    )
+    template.has_resource_properties("AWS::SSM::Parameter", {"Name": "/cashsouk/example/release/current", "Type": "String"})
+    ended = {
+        "source": ["aws.states"],
+        "detail-type": ["Step Functions Execution Status Change"],
+        "detail": {"status": ["FAILED", "TIMED_OUT", "ABORTED"], "stateMachineArn": Match.any_value()},
+    }
+    rules = template.find_resources("AWS::Events::Rule", {"Properties": {"EventPattern": ended}})
+    assert len(rules) == 2  # the lease cleanup and the failure notification
+    template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
+    template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
