@@ -69,7 +69,9 @@ class CiAccess(Construct):
         stack_names: Sequence[str],
         lease_table_arn: str | None = None,
         released_parameter_arn: str | None = None,
-        max_session_hours: int = 2,
+        # The release job follows one execution to its end with one session: it must outlast the
+        # state machine's execution timeout (225 min for the example's five apps).
+        max_session_hours: int = 4,
     ) -> None:
         super().__init__(scope, construct_id)
         if not repositories:

@@ -18,9 +18,12 @@ Shape (see docs/release.md for the contract, the diagram and the runbook):
 
 Polling a rollout costs one state transition per poll: the poll task's Assign raises a JSONata
 error (`States.QueryEvaluationError`) while the deployment is IN_PROGRESS, and a Retrier with a
-constant interval re-runs the task. The Amazon States Language specification allows exactly this
-("Task, Map, and Parallel states MAY use a Retrier to retry on the error, and a Catcher to catch
-the error", in its section on JSONata evaluation); a Wait + DescribeServices + Choice loop would cost three.
+constant interval re-runs the task. The Amazon States Language specification allows this ("Task,
+Map, and Parallel states MAY use a Retrier to retry on the error, and a Catcher to catch the
+error", in its section on JSONata evaluation); a Wait + DescribeServices + Choice loop would cost
+three. AWS's developer guide does not say whether Step Functions retries an error raised by a
+Task's Assign (after its API call succeeded): confirm it on AWS once (docs/release.md, "How a
+rollout is polled") before relying on it.
 """
 
 from __future__ import annotations
@@ -43,7 +46,10 @@ ERROR_NAMES = (INVALID_INPUT, IMAGE_NOT_FOUND, RELEASE_IN_PROGRESS, MIGRATION_FA
 LEASE_ID = "release"
 TAG_REGEX = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 INPUT_FIELDS = ("imageTag", "services", "migrate")
-# Read-only fields of DescribeTaskDefinition's output that RegisterTaskDefinition refuses.
+# Read-only fields of DescribeTaskDefinition's output that RegisterTaskDefinition refuses (every
+# member of the API's TaskDefinition shape that RegisterTaskDefinition's request lacks).
+# DeleteRequestedAt is present when the revision a service runs was deregistered and its deletion
+# requested (DELETE_IN_PROGRESS: still describable, and still running, while a service uses it).
 READ_ONLY_TASK_DEFINITION_FIELDS = (
     "TaskDefinitionArn",
     "Revision",
@@ -53,14 +59,20 @@ READ_ONLY_TASK_DEFINITION_FIELDS = (
     "RegisteredAt",
     "RegisteredBy",
     "DeregisteredAt",
+    "DeleteRequestedAt",
 )
-# The optimized DynamoDB integration names its errors "DynamoDB.<Exception>".
+# The optimized DynamoDB integration names its errors "DynamoDB.<error>". Two of DynamoDB's
+# transient errors have no "Exception" in their API error code (InternalServerError,
+# RequestLimitExceeded) while the Java SDK class Step Functions reports may have it: both
+# spellings are listed, so a retrier never misses one of them by a suffix.
 CONDITIONAL_CHECK_FAILED = "DynamoDB.ConditionalCheckFailedException"
 DYNAMODB_TRANSIENT = [
     "DynamoDB.ProvisionedThroughputExceededException",
     "DynamoDB.ThrottlingException",
+    "DynamoDB.InternalServerError",
     "DynamoDB.InternalServerErrorException",
     "DynamoDB.RequestLimitExceeded",
+    "DynamoDB.RequestLimitExceededException",
 ]
 QUERY_ERROR = "States.QueryEvaluationError"
 STATES_TIMEOUT = "States.Timeout"
@@ -83,6 +95,7 @@ REGISTER_MIGRATE_TD = "RegisterMigrateTaskDefinition"
 RUN_MIGRATION = "RunMigration"
 MIGRATION_EXIT_CODE = "MigrationExitCode"
 DEPLOY_SERVICES = "DeployServices"
+DESCRIBE_SERVICE = "DescribeService"
 DESCRIBE_SERVICE_TD = "DescribeServiceTaskDefinition"
 REGISTER_SERVICE_TD = "RegisterServiceTaskDefinition"
 UPDATE_SERVICE = "UpdateService"
@@ -304,10 +317,7 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
         "Comment": "Pre-flight: services exist, are ACTIVE and roll back on a failed deployment.",
         "Resource": "arn:aws:states:::aws-sdk:ecs:describeServices",
         "Arguments": {"Cluster": s.cluster_name, "Services": "{% [$services.service] %}"},
-        "Assign": {
-            "serviceProblems": _expr(service_problems),
-            "currentTaskDefinitions": "{% $merge($states.result.Services.{ServiceName: TaskDefinition}) %}",
-        },
+        "Assign": {"serviceProblems": _expr(service_problems)},
         "Catch": [_catch([STATES_ALL], FAILED, assign=_with_context("checking the services"))],
         "Next": SERVICES_READY,
     }
@@ -398,11 +408,14 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
         """RegisterTaskDefinition's arguments: the description less read-only fields, one image pinned."""
         return (
             "($td := " + task_definition + "; $c := " + container + "; $img := " + image + "; "
+            # Tags are copied, except those with the reserved aws: prefix (in any case), which
+            # RegisterTaskDefinition refuses (a tag AWS put there, never one a person can set).
+            "$tags := [$filter(" + tags + ", function($t) { $lowercase($substring($t.Key, 0, 4)) != 'aws:' })]; "
             "$count($td.ContainerDefinitions[Name = $c]) = 1 ? "
             "$merge(["
             "$sift($td, function($v, $k) { $not($k in " + _js(list(READ_ONLY_TASK_DEFINITION_FIELDS)) + ") }), "
             "{'ContainerDefinitions': [$map($td.ContainerDefinitions, function($d) { $merge([$d, $d.Name = $c ? {'Image': $img} : {}]) })]}, "
-            "$count(" + tags + ") > 0 ? {'Tags': " + tags + "} : {}"
+            "$count($tags) > 0 ? {'Tags': $tags} : {}"
             "]) : $error('task definition ' & $td.Family & ' has no container named ' & $c))"
         )
 
@@ -556,17 +569,51 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
     deploy_services = {
         "Type": "Map",
         "Comment": "One service at a time, in the order given; a failure stops the rest.",
-        "Items": "{% [$services.{'app': app, 'service': service, 'container': container, 'image': $lookup($images, app).image, 'taskDefinition': $lookup($currentTaskDefinitions, service)}] %}",
+        "Items": "{% [$services.{'app': app, 'service': service, 'container': container, 'image': $lookup($images, app).image}] %}",
         "MaxConcurrency": 1,
         "ItemProcessor": {
             "ProcessorConfig": {"Mode": "INLINE"},
-            "StartAt": DESCRIBE_SERVICE_TD,
+            "StartAt": DESCRIBE_SERVICE,
             "States": {
+                # The task definition the service runs now, read under the lease and right before
+                # it is rendered: CheckServices ran before the lease wait, the migration and the
+                # earlier services' rollouts, and a revision someone deployed meanwhile (a
+                # configuration change) must not be reverted by rendering from an older one.
+                DESCRIBE_SERVICE: {
+                    "Type": "Task",
+                    "Resource": "arn:aws:states:::aws-sdk:ecs:describeServices",
+                    "Arguments": {"Cluster": s.cluster_name, "Services": ["{% $states.input.service %}"]},
+                    "Assign": {
+                        "target": _expr(
+                            "($found := $states.result.Services[ServiceName = $states.input.service and Status = 'ACTIVE']; "
+                            "$exists($found.TaskDefinition) ? $merge([$states.input, {'taskDefinition': $found.TaskDefinition}]) "
+                            ": $error('service ' & $states.input.service & ' not found (or not ACTIVE) in cluster ' & "
+                            + _js(s.cluster_name)
+                            + "))"
+                        )
+                    },
+                    "Output": "{% $states.input %}",
+                    "Retry": [
+                        # A missing service is not retried (States.TaskFailed may match any error).
+                        {"ErrorEquals": [QUERY_ERROR], "MaxAttempts": 0},
+                        {"ErrorEquals": [STATES_TASK_FAILED], "IntervalSeconds": 2, "MaxAttempts": 3, "BackoffRate": 2.0},
+                    ],
+                    "Catch": [
+                        _catch(
+                            [QUERY_ERROR],
+                            ROLLOUT_FAILED,
+                            output={
+                                "service": "{% $states.input.service %}",
+                                "cause": "{% 'not deployed: ' & $states.errorOutput.Cause %}",
+                            },
+                        )
+                    ],
+                    "Next": DESCRIBE_SERVICE_TD,
+                },
                 DESCRIBE_SERVICE_TD: {
                     "Type": "Task",
                     "Resource": "arn:aws:states:::aws-sdk:ecs:describeTaskDefinition",
-                    "Arguments": {"TaskDefinition": "{% $states.input.taskDefinition %}", "Include": ["TAGS"]},
-                    "Assign": {"target": "{% $states.input %}"},
+                    "Arguments": {"TaskDefinition": "{% $target.taskDefinition %}", "Include": ["TAGS"]},
                     "Next": REGISTER_SERVICE_TD,
                 },
                 REGISTER_SERVICE_TD: {
@@ -630,10 +677,15 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
                     "Default": ROLLOUT_FAILED,
                     "Output": {
                         "service": "{% $states.input.service %}",
+                        # FAILED: the circuit breaker rolled the service back. GONE: the deployment
+                        # left the list, replaced by a deployment someone else started or, once a
+                        # rollback finished, cleaned up: the service's events say which.
                         "cause": _expr(
                             "'service ' & $states.input.service & ' deployment ' & $deploymentId & ' rollout ' & $rollout.state & "
                             "($rollout.reason != '' ? ': ' & $rollout.reason : '') & "
-                            "'; the deployment circuit breaker rolled the service back to its previous task definition'"
+                            "($rollout.state = 'GONE' "
+                            "? '; another deployment replaced it, or the circuit breaker rolled it back: see the service events' "
+                            ": '; the deployment circuit breaker rolled the service back to its previous task definition')"
                         ),
                     },
                 },

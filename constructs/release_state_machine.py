@@ -45,6 +45,8 @@ ENDED_BADLY = ["FAILED", "TIMED_OUT", "ABORTED"]
 # At most 10 s: the worst-case latency a rollout wait adds (one transition per poll).
 DEFAULT_POLL_INTERVAL = Duration.seconds(10)
 DEFAULT_LEASE_RETRY_INTERVAL = Duration.seconds(15)
+# ecs:DescribeServices takes at most 10 services per call.
+MAX_SERVICES = 10
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,10 @@ class ReleaseStateMachine(Construct):
             raise ValueError(f"duplicate app keys: {apps}")
         if "migrate" in apps:
             raise ValueError("'migrate' is reserved for the migrate image")
+        if len(services) > MAX_SERVICES:
+            # CheckServices describes every requested service in one DescribeServices call, which
+            # takes at most 10 names (InvalidParameterException beyond that).
+            raise ValueError(f"a release can deploy at most {MAX_SERVICES} services (one DescribeServices call), got {len(services)}")
         if not 1 <= poll_interval.to_seconds() <= 10:
             raise ValueError("poll_interval must be 1-10 s: it is the latency a rollout wait adds")
         stack = Stack.of(self)

@@ -2,7 +2,7 @@
 
 Exit codes (docs/ci.md): 0 success; 2 usage or config error; 3 AWS error or missing stack/output;
 10 InvalidInput, 11 ImageNotFound, 12 ReleaseInProgress, 13 MigrationFailed, 14 MigrationTimedOut,
-15 DeploymentFailed, 20 any other failure, timeout or abort; 130 interrupted while following.
+15 DeploymentFailed, 20 any other failure, timeout or abort; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ def build_parser() -> _Parser:
     start.add_argument(
         "--poll-interval",
         type=_poll_interval,
-        default=_poll_interval(os.environ.get("RELEASE_POLL_INTERVAL", str(DEFAULT_POLL_SECONDS))),
+        # A string default goes through `type` when parsing, so a bad RELEASE_POLL_INTERVAL is a
+        # usage error (one line, exit 2) rather than a traceback while building the parser.
+        default=os.environ.get("RELEASE_POLL_INTERVAL") or str(DEFAULT_POLL_SECONDS),
         metavar="SECONDS",
         help=f"seconds between polls while following (default {DEFAULT_POLL_SECONDS:g}; env RELEASE_POLL_INTERVAL)",
     )
@@ -114,6 +116,9 @@ def main(
         return int(ExitCode.AWS)
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
+    except KeyboardInterrupt:
+        print("release: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
 
 
 def _dispatch(args: argparse.Namespace, session_factory: SessionFactory, sleep: Callable[[float], None]) -> int:
@@ -164,10 +169,17 @@ def cmd_start(aws: Aws, args: argparse.Namespace, sleep: Callable[[float], None]
     except KeyboardInterrupt:
         print(f"release: stopped following; the release goes on: {started.arn}", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
+    except ReleaseError as exc:
+        # E.g. the credentials expired or calls were throttled while following: the execution
+        # itself is not affected, say where to find it.
+        raise ReleaseError(f"{exc.message} (stopped following; the release goes on: {started.arn})", exc.code) from None
 
     if args.summary_file:
-        with args.summary_file.open("a", encoding="utf-8") as handle:
-            handle.write(markdown_summary(started.name, started.arn, description))
+        try:
+            with args.summary_file.open("a", encoding="utf-8") as handle:
+                handle.write(markdown_summary(started.name, started.arn, description))
+        except OSError as exc:  # the release's outcome (below) matters more than its summary
+            print(f"release: warning: cannot write the summary to {args.summary_file}: {exc.strerror or exc}", file=sys.stderr)
 
     status = str(description.get("status"))
     if status == "SUCCEEDED":
@@ -227,6 +239,23 @@ def _lease_line(item: dict[str, Any], owner_status: str | None) -> str:
     )
 
 
+def recent_executions(sfn: Any, state_machine_arn: str, limit: int) -> list[dict[str, Any]]:
+    """The `limit` most recent executions, newest first.
+
+    ListExecutions takes at most 1000 a call and may return fewer than asked with a nextToken.
+    """
+    executions: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"stateMachineArn": state_machine_arn}
+    while len(executions) < limit:
+        kwargs["maxResults"] = min(limit - len(executions), 1000)
+        page = sfn.list_executions(**kwargs)
+        executions += page.get("executions", [])
+        if not page.get("nextToken"):
+            break
+        kwargs["nextToken"] = page["nextToken"]
+    return executions[:limit]
+
+
 def cmd_status(aws: Aws, limit: int) -> int:
     if limit < 1:
         raise ReleaseError("--limit must be at least 1", ExitCode.USAGE)
@@ -234,7 +263,7 @@ def cmd_status(aws: Aws, limit: int) -> int:
     outputs = aws.require_outputs("release", "StateMachineArn", "LeaseTableName")
     sfn = aws.client("stepfunctions")
     with aws_errors("listing executions"):
-        executions = sfn.list_executions(stateMachineArn=outputs["StateMachineArn"], maxResults=limit)["executions"]
+        executions = recent_executions(sfn, outputs["StateMachineArn"], limit)
     with aws_errors("reading the release lease"):
         item = (
             aws.client("dynamodb")
@@ -305,6 +334,8 @@ def env_settings(env: ReleaseEnvironment) -> dict[str, str]:
         "account": env.account,
         "region": env.region,
         "apps": " ".join(env.app_names),
+        # The apps a release deploys when it names none (uses_schema): CI always deploys them.
+        "schema_apps": " ".join(app.name for app in env.apps if app.uses_schema),
         "migrate_repository": env.migrate_repository,
         "migrate_architecture": env.migrate_architecture,
         "github_repository": env.github_repository,

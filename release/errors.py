@@ -18,7 +18,7 @@ class ExitCode(IntEnum):
     MIGRATION_TIMED_OUT = 14
     DEPLOYMENT_FAILED = 15
     RELEASE_FAILED = 20  # any other failure, a timeout or an abort of the execution
-    INTERRUPTED = 130  # Ctrl-C while following: the execution itself goes on
+    INTERRUPTED = 130  # Ctrl-C (while following: the execution itself goes on)
 
 
 # The state machine's error names (the execution's `error`) and what the CLI exits with.

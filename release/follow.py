@@ -1,7 +1,9 @@
 """Follow one execution: its steps from the execution history, the migrate task's log lines.
 
-Polls GetExecutionHistory (only events not seen yet are reported) and, once the migrate task is
-known, GetLogEvents on its log stream, until DescribeExecution reports a final status.
+Polls GetExecutionHistory newest first (`reverseOrder`), paging back only until it meets an event
+it has already reported, so one poll costs one call however long the history has grown; new events
+are then reported oldest first, each once. Once the migrate task is known, GetLogEvents follows its
+log stream, until DescribeExecution reports a final status.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ DEFAULT_CONTAINER = "migrate"
 _REPEAT_SHOWN = 3
 _REPEAT_EVERY = 10
 _MAX_LOG_PAGES_PER_POLL = 20
+# GetExecutionHistory returns at most 1000 events a page; a poll usually needs far fewer.
+HISTORY_PAGE_SIZE = 200
 
 
 class Reporter(Protocol):
@@ -142,17 +146,30 @@ class ExecutionFollower:
             self.sleep(self.interval)
 
     def poll_history(self) -> None:
+        """Report the events added since the last poll, oldest first.
+
+        Reading forward from the first event would re-read the whole history on every poll (a
+        long rollout loop adds thousands of events); newest first, the first page usually reaches
+        an event already reported and the poll ends there.
+        """
+        fresh: dict[int, dict[str, Any]] = {}
         with aws_errors("reading the execution history"):
-            kwargs: dict[str, Any] = {"executionArn": self.execution_arn, "maxResults": 1000}
+            kwargs: dict[str, Any] = {"executionArn": self.execution_arn, "maxResults": HISTORY_PAGE_SIZE, "reverseOrder": True}
             while True:
                 page = self.sfn.get_execution_history(**kwargs)
+                reached_seen = False
                 for event in page.get("events", []):
-                    if int(event["id"]) > self.last_event_id:
-                        self.last_event_id = int(event["id"])
-                        self.handle(event)
-                if not page.get("nextToken"):
+                    event_id = int(event["id"])
+                    if event_id <= self.last_event_id:
+                        reached_seen = True
+                        break
+                    fresh.setdefault(event_id, event)
+                if reached_seen or not page.get("nextToken"):
                     break
                 kwargs["nextToken"] = page["nextToken"]
+        for event_id in sorted(fresh):
+            self.last_event_id = event_id
+            self.handle(fresh[event_id])
 
     def handle(self, event: dict[str, Any]) -> None:
         kind = str(event.get("type", ""))

@@ -10,13 +10,14 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 from aws_cdk.assertions import Template
 
 from config import EnvironmentConfig, load_config
 from constructs.ci_access import ECR_PUSH_PULL_ACTIONS
 from release.environment import load_environment
 from stacks.ci_stack import CiStack
-from tests.conftest import Synthesized
+from tests.conftest import ROOT, Synthesized
 
 READ_ONLY_REVIEW_ACTIONS = {"sts:AssumeRole", "cloudformation:DescribeStacks", "cloudformation:GetTemplate"}
 DEPLOY_ACTIONS = {
@@ -196,3 +197,18 @@ def test_workflows_derive_the_same_role_arns_from_the_config(ci: tuple[CiStack, 
     for kind in ("deploy", "review"):
         name = _role(template, f"-github-{kind}")["Properties"]["RoleName"]
         assert environment.role_arn(kind) == f"arn:aws:iam::123456789012:role/{name}"
+
+
+def test_the_release_job_and_its_credentials_outlast_a_release(ci: tuple[CiStack, Template], synthesized: Synthesized) -> None:
+    """deploy.yml follows one execution to its end with one session of the deploy role: the job's
+    timeout and the session must both outlast the state machine's own bound, or the job stops
+    following (expired credentials, exit 3) while the release goes on."""
+    _, template = ci
+    execution = synthesized.environments["example"].release.release.execution_timeout.to_seconds()
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.yml").read_text())
+    job = workflow["jobs"]["release"]
+    (assume,) = [s for s in job["steps"] if "configure-aws-credentials" in s.get("uses", "")]
+    duration = int(assume["with"]["role-duration-seconds"])
+    max_session = int(_role(template, "-github-deploy")["Properties"]["MaxSessionDuration"])
+    assert job["timeout-minutes"] * 60 >= execution
+    assert execution <= duration <= max_session

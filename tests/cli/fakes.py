@@ -19,7 +19,9 @@ from typing import Any
 
 import boto3
 import pytest
+from moto.core.responses import ActionResult
 from moto.stepfunctions.models import Execution, stepfunctions_backends
+from moto.stepfunctions.responses import StepFunctionResponse
 
 ACCOUNT = "123456789012"
 REGION = "ap-southeast-5"
@@ -218,6 +220,27 @@ class ScriptedReleases:
             return histories.setdefault(execution.execution_arn, self._started(execution))
 
         monkeypatch.setattr(Execution, "get_execution_history", history)
+
+        # moto ignores GetExecutionHistory's paging: answer as Step Functions does (maxResults
+        # default 100, at most 1000; reverseOrder; an opaque nextToken), and count the calls.
+        self.history_calls: list[dict[str, Any]] = []
+        calls = self.history_calls
+
+        def paged_history(response: StepFunctionResponse) -> ActionResult:
+            params = {key: response._get_param(key) for key in ("executionArn", "maxResults", "reverseOrder", "nextToken")}
+            calls.append(params)
+            events = list(response.stepfunction_backend.get_execution_history(params["executionArn"])["events"])
+            size = int(params["maxResults"] or 100)
+            assert 1 <= size <= 1000, f"maxResults {size}: GetExecutionHistory allows 1-1000"
+            if params["reverseOrder"]:
+                events.reverse()
+            start = int(params["nextToken"] or 0)
+            page: dict[str, Any] = {"events": events[start : start + size]}
+            if start + size < len(events):
+                page["nextToken"] = str(start + size)
+            return ActionResult(page)
+
+        monkeypatch.setattr(StepFunctionResponse, "get_execution_history", paged_history)
 
     @staticmethod
     def _started(execution: Execution) -> list[dict[str, Any]]:

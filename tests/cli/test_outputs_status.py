@@ -9,7 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from release.cli import main
+from release.cli import main, recent_executions
 from release.errors import ExitCode
 from release.outputs import as_github
 from tests.cli.conftest import Run
@@ -118,3 +118,41 @@ def test_env_prints_the_config_without_aws(config_dir: Path, capsys: pytest.Capt
     assert pairs["apps"] == "api admin investor issuer landing"
     assert pairs["stack_release"] == "cashsouk-qa-release"
     assert pairs["repository_api"] == "api-cashsouk" and pairs["migrate_architecture"] == "ARM64"
+
+
+class _PagedExecutions:
+    """ListExecutions as Step Functions answers it: fewer than asked per page, with a nextToken."""
+
+    def __init__(self, total: int, page: int) -> None:
+        self.items = [{"name": f"e{i}", "status": "SUCCEEDED"} for i in range(total)]
+        self.page = page
+        self.calls: list[dict[str, object]] = []
+
+    def list_executions(self, **kwargs: object) -> dict[str, object]:
+        self.calls.append(kwargs)
+        max_results = kwargs["maxResults"]
+        assert isinstance(max_results, int) and 1 <= max_results <= 1000
+        start = int(str(kwargs.get("nextToken") or 0))
+        end = start + min(self.page, max_results)
+        answer: dict[str, object] = {"executions": self.items[start:end]}
+        if end < len(self.items):
+            answer["nextToken"] = str(end)
+        return answer
+
+
+def test_recent_executions_follow_next_tokens_up_to_the_limit() -> None:
+    sfn = _PagedExecutions(total=7, page=2)
+    assert [e["name"] for e in recent_executions(sfn, "arn:machine", 5)] == ["e0", "e1", "e2", "e3", "e4"]
+    assert [call["maxResults"] for call in sfn.calls] == [5, 3, 1]
+    sfn = _PagedExecutions(total=3, page=2)
+    assert len(recent_executions(sfn, "arn:machine", 10)) == 3
+    sfn = _PagedExecutions(total=2500, page=1000)
+    assert len(recent_executions(sfn, "arn:machine", 1500)) == 1500  # never more than 1000 asked per call
+    assert [call["maxResults"] for call in sfn.calls] == [1000, 500]
+
+
+def test_env_names_the_schema_apps(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """CI deploys these on every release (they are what the state machine defaults to)."""
+    assert main(["env", "--env", ENV, "--config-dir", str(config_dir), "--format", "github"]) == ExitCode.OK
+    pairs = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines())
+    assert pairs["schema_apps"] == "api"

@@ -9,7 +9,8 @@ from typing import Any
 import boto3
 import pytest
 
-from release.errors import ExitCode
+from release.errors import ExitCode, ReleaseError
+from release.follow import ExecutionFollower
 from tests.cli.conftest import Run
 from tests.cli.fakes import (
     LOG_GROUP,
@@ -180,3 +181,57 @@ def test_without_wait_it_prints_the_execution_and_returns(run: Run, capsys: pyte
     out = capsys.readouterr().out
     assert "execution: arn:aws:states:ap-southeast-5:123456789012:execution:cashsouk-qa-release:" in out
     assert _executions()[0]["status"] == "RUNNING"
+
+
+def test_history_is_read_newest_first_one_call_per_poll(run: Run, releases: ScriptedReleases, capsys: pytest.CaptureFixture[str]) -> None:
+    """A long history (a rollout loop adds thousands of events) is not re-read on every poll: each
+    poll pages back only to the last event it reported, and every event is reported exactly once."""
+    many = [event for i in range(300) for event in (entered(f"Step{i}"), exited(f"Step{i}"))]
+    releases.script = [
+        Step(events=many),  # 600 events at once: several pages back to the first event
+        Step(events=[entered("AcquireLease"), exited("AcquireLease")]),
+        Step(events=[entered("ReleaseLease"), exited("ReleaseLease")]),
+        Step(finish={"status": "SUCCEEDED", "output": success_output(SHA)}),
+    ]
+    assert run("start", "--image-tag", SHA, "--wait", "--poll-interval", "0") == ExitCode.OK
+    out = capsys.readouterr().out
+    for i in range(300):
+        assert out.count(f"▶ Step{i}\n") == 1 and out.count(f"✓ Step{i}\n") == 1
+    assert out.index("▶ Step299") < out.index("▶ AcquireLease") < out.index("▶ ReleaseLease")
+    calls = releases.history_calls
+    assert all(call["reverseOrder"] for call in calls)
+    # 5 polls plus one after the end; only the poll that met the 600 new events needed more pages.
+    assert len(calls) <= 6 + 3, calls
+
+
+def test_an_aws_error_while_following_says_the_release_goes_on(
+    run: Run, releases: ScriptedReleases, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """E.g. the CI credentials expire mid-release: one line, exit 3, and the execution to look at."""
+    releases.script = release_script({"status": "SUCCEEDED", "output": success_output(SHA)})
+    original = ExecutionFollower.poll_logs
+
+    def expire(self: ExecutionFollower) -> None:
+        if releases.ticks >= 2:
+            raise ReleaseError(
+                "reading the migrate task's logs: ExpiredTokenException: The security token included in the request is expired",
+                ExitCode.AWS,
+            )
+        original(self)
+
+    monkeypatch.setattr(ExecutionFollower, "poll_logs", expire)
+    assert run("start", "--image-tag", SHA, "--wait", "--poll-interval", "0") == ExitCode.AWS
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    (execution,) = _executions()
+    assert line.startswith("release: reading the migrate task's logs: ExpiredTokenException")
+    assert line.endswith(f"(stopped following; the release goes on: {execution['executionArn']})")
+
+
+def test_an_unwritable_summary_file_does_not_hide_the_outcome(
+    run: Run, releases: ScriptedReleases, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    releases.script = release_script({"status": "FAILED", "error": "DeploymentFailed", "cause": "rolled back"})
+    code = run("start", "--image-tag", SHA, "--wait", "--poll-interval", "0", "--summary-file", str(tmp_path / "missing" / "summary.md"))
+    assert code == ExitCode.DEPLOYMENT_FAILED
+    err = capsys.readouterr().err
+    assert "release: warning: cannot write the summary to" in err and "Traceback" not in err

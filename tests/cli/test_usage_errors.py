@@ -127,3 +127,22 @@ def test_python_dash_m_release_end_to_end(config_dir: Path) -> None:
     assert result.returncode == ExitCode.USAGE
     assert result.stdout == ""
     assert result.stderr.strip() == "release: invalid image tag 'bad tag': use 1-128 of A-Z a-z 0-9 _ . - not starting with . or -"
+
+
+def test_bad_poll_interval_from_the_environment_is_a_usage_error(
+    config_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELEASE_POLL_INTERVAL", "soon")
+    assert main(["start", "--env", ENV, "--config-dir", str(config_dir), "--image-tag", "ok"]) == ExitCode.USAGE
+    assert "--poll-interval: not a number of seconds: 'soon'" in _one_line(capsys.readouterr().err)
+    # Other commands do not read it.
+    monkeypatch.setenv("RELEASE_POLL_INTERVAL", "-3")
+    assert main(["env", "--env", ENV, "--config-dir", str(config_dir)]) == ExitCode.OK
+
+
+def test_ctrl_c_before_following_is_one_line(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def interrupted(region: str) -> object:
+        raise KeyboardInterrupt
+
+    assert main(["status", "--env", ENV, "--config-dir", str(config_dir)], session_factory=interrupted) == ExitCode.INTERRUPTED
+    assert _one_line(capsys.readouterr().err) == "release: interrupted"

@@ -29,6 +29,7 @@ from tests.release.interpreter import CLOCK
 # boto3/botocore ship no type information.
 boto3: Any = importlib.import_module("boto3")
 AWSResponse: Any = importlib.import_module("botocore.awsrequest").AWSResponse
+Config: Any = importlib.import_module("botocore.config").Config
 
 ACCOUNT = "123456789012"
 REGION = "ap-southeast-5"
@@ -92,6 +93,9 @@ class FakeAws:
     migration: MigrationPlan = field(default_factory=MigrationPlan)
     rollouts: dict[str, RolloutPlan] = field(default_factory=dict)  # service -> plan
     calls: list[Call] = field(default_factory=list)
+    # Errors the next calls of an operation fail with, one per call, before the handler runs
+    # (transient failures: throttling, a 5xx). Operation name as in the API, e.g. "PutItem".
+    faults: dict[str, list[FakeError]] = field(default_factory=dict)
     # Called after every PutItem on the lease (to let a test free a lease "in time").
     on_put_item: Callable[[FakeAws, int], None] | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -168,6 +172,10 @@ class FakeAws:
             if handler is None:
                 call.error = "NotImplemented"
                 raise FakeError("InvalidAction", f"the fake does not implement {service}:{operation}")
+            if self.faults.get(operation):
+                fault = self.faults[operation].pop(0)
+                call.error = fault.code
+                raise fault
             try:
                 # A copy: the interpreter rewrites responses in place (PascalCase).
                 result: dict[str, Any] = copy.deepcopy(handler(**copy.deepcopy(params)))
@@ -198,11 +206,16 @@ class FakeAws:
 
     # ---- ECS task definitions ---------------------------------------------------------------------
     def _find_task_definition(self, ref: str) -> dict[str, Any]:
+        """A family alone names its latest ACTIVE revision; family:revision (or the ARN) names that
+        revision whatever its status, as in ECS (an INACTIVE or DELETE_IN_PROGRESS revision a
+        service still runs can be described)."""
         name = ref.split("task-definition/", 1)[-1]
         family, _, revision = name.partition(":")
-        revisions = [r for r in self.task_definitions.get(family, []) if r["status"] == "ACTIVE"]
+        revisions = self.task_definitions.get(family, [])
         if revision:
             revisions = [r for r in revisions if str(r["revision"]) == revision]
+        else:
+            revisions = [r for r in revisions if r["status"] == "ACTIVE"]
         if not revisions:
             raise FakeError("ClientException", "Unable to describe task definition.")
         return revisions[-1]
@@ -214,8 +227,17 @@ class FakeAws:
             result["tags"] = copy.deepcopy(self.tags.get(found["taskDefinitionArn"], []))
         return result
 
+    def delete_task_definition(self, arn: str) -> None:
+        """Deregister a revision and request its deletion (it stays describable while in use)."""
+        revision = self._find_task_definition(arn)
+        revision.update(status="DELETE_IN_PROGRESS", deregisteredAt=1800000000.0, deleteRequestedAt=1800000001.0)
+
     def _ecs_RegisterTaskDefinition(self, **params: Any) -> dict[str, Any]:
         tags = params.pop("tags", None)
+        for tag in tags or []:
+            # ECS reserves the aws: prefix, in any letter case, for its own and AWS's tags.
+            if tag["key"][:4].lower() == "aws:":
+                raise FakeError("InvalidParameterException", "Tag keys or values cannot start with 'aws:'. This prefix is reserved.")
         arn = self.add_task_definition(params, tags)
         return {"taskDefinition": copy.deepcopy(self._find_task_definition(arn)), "tags": tags or []}
 
@@ -421,7 +443,15 @@ class FakeClients:
         with self._lock:
             key = (service, region)
             if key not in self._clients:
-                client = boto3.client(service, region_name=region, aws_access_key_id="fake", aws_secret_access_key="fake")
+                client = boto3.client(
+                    service,
+                    region_name=region,
+                    aws_access_key_id="fake",
+                    aws_secret_access_key="fake",
+                    # One attempt per call: a fault the fake injects reaches the state machine's own
+                    # Retry instead of being absorbed by botocore's retries.
+                    config=Config(retries={"total_max_attempts": 1}),
+                )
                 client.meta.events.register("before-parameter-build", self._remember_params)
                 client.meta.events.register("before-call", self._answer)
                 self._clients[key] = client

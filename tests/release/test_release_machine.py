@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.release.driver import Execution, Interpreter
-from tests.release.fakes import ACCOUNT, REGION, FakeAws, MigrationPlan, RolloutPlan, digest_of
+from tests.release.fakes import ACCOUNT, REGION, FakeAws, FakeError, MigrationPlan, RolloutPlan, digest_of
 from tests.release.world import APPS, BY_KEY, MIGRATE_FAMILY, MIGRATE_REPOSITORY, build_world
 
 TAG = "abc1234"
@@ -130,6 +131,69 @@ def test_all_five_services_with_migration(sfn: Interpreter, machine: str, fake: 
     assert_lease_free(fake)
 
 
+# ---- rendering task definitions ------------------------------------------------------------------
+READ_ONLY = {
+    "taskDefinitionArn",
+    "revision",
+    "status",
+    "requiresAttributes",
+    "compatibilities",
+    "registeredAt",
+    "registeredBy",
+    "deregisteredAt",
+    "deleteRequestedAt",
+}
+
+
+def test_a_service_running_a_revision_whose_deletion_was_requested_is_rendered_without_read_only_fields(
+    sfn: Interpreter, machine: str, fake: FakeAws
+) -> None:
+    # The revision the service runs was deregistered and its deletion requested: ECS still
+    # describes it (DELETE_IN_PROGRESS, with deleteRequestedAt), and RegisterTaskDefinition
+    # refuses that field like the other read-only ones.
+    api = BY_KEY["api"]
+    fake.delete_task_definition(fake.services[api.service]["taskDefinition"])
+    result = run(sfn, machine, {"imageTag": TAG, "migrate": False})
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    (register,) = fake.calls_of("RegisterTaskDefinition")
+    assert not READ_ONLY & set(register.params), sorted(READ_ONLY & set(register.params))
+    assert fake.latest(api.family)["status"] == "ACTIVE" and fake.latest(api.family)["revision"] == 2
+
+
+def test_reserved_aws_tags_are_not_copied_to_the_new_revision(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+    # A tag AWS itself put on the revision (aws: prefix) cannot be passed to RegisterTaskDefinition.
+    first = fake.latest(MIGRATE_FAMILY)["taskDefinitionArn"]
+    fake.tags[first].append({"key": "aws:cloudformation:stack-name", "value": "cashsouk-example-release"})
+    fake.tags[first].append({"key": "AWS:Owner", "value": "someone"})
+    result = run(sfn, machine, {"imageTag": TAG})
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert fake.tags[fake.latest(MIGRATE_FAMILY)["taskDefinitionArn"]] == [{"key": "project", "value": "cashsouk"}]
+
+
+def test_transient_dynamodb_errors_on_the_lease_are_retried(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+    # DynamoDB's own error codes for these two carry no "Exception" suffix.
+    fake.faults["PutItem"] = [
+        FakeError("InternalServerError", "Internal server error", 500),
+        FakeError("RequestLimitExceeded", "Throughput exceeds the current throughput limit for your account", 400),
+    ]
+    fake.faults["DeleteItem"] = [FakeError("InternalServerError", "Internal server error", 500)]
+    result = run(sfn, machine, {"imageTag": TAG, "migrate": False})
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert len(fake.calls_of("PutItem")) == 3 and len(fake.calls_of("DeleteItem")) == 2
+    assert_lease_free(fake)
+
+
+def test_transient_dynamodb_errors_are_retried_when_freeing_the_lease_after_a_failure(
+    sfn: Interpreter, machine: str, fake: FakeAws
+) -> None:
+    fake.migration = MigrationPlan(exit_code=1)
+    fake.faults["DeleteItem"] = [FakeError("InternalServerError", "Internal server error", 500)]
+    result = run(sfn, machine, {"imageTag": TAG})
+    assert (result.status, result.error) == ("FAILED", "MigrationFailed")
+    assert len(fake.calls_of("DeleteItem")) == 2
+    assert_lease_free(fake)
+
+
 # ---- input validation ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("payload", "field"),
@@ -245,6 +309,48 @@ def test_the_lease_item_has_the_contract_attributes(sfn: Interpreter, machine: s
     assert delete.params["ExpressionAttributeValues"] == {":me": {"S": result.arn}}
 
 
+def test_the_service_task_definition_is_read_under_the_lease_not_before_it(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+    # While this release waits for the lease, a person deploys a configuration change of the API
+    # (a new revision with one more environment variable). The release must render its revision
+    # from what the service runs when it deploys it, not from what it ran at the pre-flight check,
+    # or it would silently revert that change.
+    hold_lease(fake)
+    api = BY_KEY["api"]
+
+    def change_configuration_then_free_the_lease(f: FakeAws, attempts: int) -> None:
+        if attempts != 3:
+            return
+        current = copy.deepcopy(f.latest(api.family))
+        changed = {k: v for k, v in current.items() if k not in READ_ONLY}
+        changed["containerDefinitions"][0]["environment"].append({"name": "FEATURE_X", "value": "on"})
+        arn = f.add_task_definition(changed)
+        f.services[api.service]["taskDefinition"] = arn
+        f.services[api.service]["deployments"][0]["taskDefinition"] = arn
+        f.lease_items.pop("release", None)
+
+    fake.on_put_item = change_configuration_then_free_the_lease
+    result = run(sfn, machine, {"imageTag": TAG, "migrate": False})
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    rendered = fake.latest(api.family)
+    assert rendered["revision"] == 3
+    assert {"name": "FEATURE_X", "value": "on"} in rendered["containerDefinitions"][0]["environment"]
+    assert rendered["containerDefinitions"][0]["image"].endswith(f"@{digest_of(api.repository, TAG)}")
+
+
+def test_a_service_deleted_before_its_turn_fails_the_release_naming_it(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+    api, admin = BY_KEY["api"], BY_KEY["admin"]
+
+    def delete_admin_after_the_pre_flight_check(f: FakeAws, attempts: int) -> None:
+        f.services.pop(admin.service, None)
+
+    fake.on_put_item = delete_admin_after_the_pre_flight_check
+    result = run(sfn, machine, {"imageTag": TAG, "services": ["api", "admin"], "migrate": False})
+    assert (result.status, result.error) == ("FAILED", "DeploymentFailed")
+    assert admin.service in result.cause and "not found" in result.cause
+    assert [c.params["service"] for c in fake.calls_of("UpdateService")] == [api.service]
+    assert_lease_free(fake)
+
+
 def test_two_releases_started_together_never_interleave(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
     build_world(fake, ("aaa1111", "bbb2222"))
     first = sfn.start(machine, {"imageTag": "aaa1111", "services": ["api", "admin"]})
@@ -357,6 +463,10 @@ def test_a_deployment_that_disappears_is_a_deployment_failure(sfn: Interpreter, 
     result = run(sfn, machine, {"imageTag": TAG, "migrate": False})
     assert (result.status, result.error) == ("FAILED", "DeploymentFailed")
     assert "no longer listed" in result.cause
+    # Not necessarily a rollback: the cause sends the reader to the service events, it does not
+    # claim the circuit breaker restored the previous task definition.
+    assert "rolled the service back to its previous task definition" not in result.cause
+    assert "another deployment replaced it" in result.cause
     assert_lease_free(fake)
 
 
@@ -365,8 +475,9 @@ def test_a_rollout_slower_than_the_timeout_is_a_deployment_failure(sfn: Interpre
     result = run(sfn, machine, {"imageTag": TAG, "migrate": False})
     assert (result.status, result.error) == ("FAILED", "DeploymentFailed")
     assert "did not finish within 1800 s" in result.cause
-    # Bounded: one poll every 10 s for 30 minutes, plus the first.
-    assert len(fake.calls_of("DescribeServices")) == 1 + 1 + 180
+    # Bounded: one poll every 10 s for 30 minutes, plus the first (after the pre-flight check and
+    # the read of the service's current task definition).
+    assert len(fake.calls_of("DescribeServices")) == 1 + 1 + 1 + 180
     assert_lease_free(fake)
 
 
@@ -403,3 +514,12 @@ def test_cleanup_leaves_a_lease_another_execution_owns(sfn: Interpreter, cleanup
     result = sfn.run(cleanup, ended(OTHER_EXECUTION + "-not-me", "TIMED_OUT"))
     assert result.status == "SUCCEEDED"
     assert fake.lease_items["release"]["Owner"]["S"] == OTHER_EXECUTION
+
+
+def test_cleanup_retries_transient_dynamodb_errors(sfn: Interpreter, cleanup_definition: dict[str, Any], fake: FakeAws) -> None:
+    cleanup = sfn.machine(cleanup_definition, "cleanup")
+    hold_lease(fake, owner=OTHER_EXECUTION)
+    fake.faults["DeleteItem"] = [FakeError("InternalServerError", "Internal server error", 500)]
+    result = sfn.run(cleanup, ended(OTHER_EXECUTION, "TIMED_OUT"))
+    assert result.status == "SUCCEEDED" and result.output["released"] is True
+    assert_lease_free(fake)

@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+from aws_cdk import App, Duration, Stack
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Match, Template
 
+from constructs.release_state_machine import MAX_SERVICES, ReleaseStateMachine, ServiceTarget
 from tests.release.conftest import MACHINE
 from tests.release.driver import Resolver, state_machines
 from tests.release.world import APPS
@@ -133,3 +138,30 @@ def test_lease_table_parameter_and_rules(release_stack_template: dict[str, Any])
     assert len(rules) == 2  # the lease cleanup and the failure notification
     template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
     template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+
+
+def test_more_services_than_one_describe_services_call_takes_are_refused() -> None:
+    stack = Stack(App(), "TooMany")
+    repository = ecr.Repository.from_repository_name(stack, "Repo", "repo")
+    role = iam.Role.from_role_arn(stack, "Role", "arn:aws:iam::123456789012:role/r")
+    services = [ServiceTarget(f"app{i}", f"svc{i}", "Main", repository, True) for i in range(MAX_SERVICES + 1)]
+    with pytest.raises(ValueError, match="at most 10 services"):
+        ReleaseStateMachine(
+            stack,
+            "Release",
+            name_prefix="p",
+            env_name="e",
+            cluster_name="default",
+            subnet_ids=["subnet-1"],
+            migrate_security_group_id="sg-1",
+            migrate_task_family="migrate",
+            migrate_container_name="migrate",
+            migrate_repository=repository,
+            migrate_task_role=role,
+            migrate_execution_role=role,
+            migrate_timeout=Duration.minutes(15),
+            services=services,
+            lease_wait=Duration.minutes(20),
+            rollout_timeout=Duration.minutes(30),
+            notify_email=None,
+        )

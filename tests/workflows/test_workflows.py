@@ -89,6 +89,17 @@ def test_no_long_lived_keys_no_vpc_ids(path: Path) -> None:
         assert forbidden not in text
 
 
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_steps_run_in_bash_with_pipefail(path: Path) -> None:
+    """The shell steps are written for (and tested under) `bash -eo pipefail`: GitHub's default for
+    an unspecified shell is `bash -e` only, so each workflow names bash as its default."""
+    workflow = yaml.safe_load(path.read_text())
+    assert workflow["defaults"]["run"]["shell"] == "bash"
+    for job in workflow["jobs"].values():
+        assert "shell" not in job.get("defaults", {}).get("run", {})
+        assert all("shell" not in step for step in job["steps"])
+
+
 def test_deploy_runs_one_release_per_push_to_main() -> None:
     workflow = _load("deploy.yml")
     assert workflow[True]["push"] == {"branches": ["main"]}  # YAML reads `on` as True
@@ -100,8 +111,13 @@ def test_deploy_runs_one_release_per_push_to_main() -> None:
     assert set(workflow["jobs"]["release"]["needs"]) == {"plan", "image"}
     (release,) = [s for s in workflow["jobs"]["release"]["steps"] if "run" in s and "release start" in s["run"]]
     command = release["run"]
-    assert 'python -m release start --env "$RELEASE_ENV" --image-tag "$GITHUB_SHA" --wait' in command
-    assert "--no-migrate" not in command and "--services" not in command  # CI always migrates, releases everything
+    assert 'python -m release start --env "$RELEASE_ENV" --image-tag "$GITHUB_SHA"' in command
+    assert "--wait" in command and "--no-migrate" not in command  # CI always migrates and waits for the outcome
+    # The apps to deploy come from the plan (schema apps + changed apps): without --services the
+    # state machine deploys only the schema apps, and a changed front end would never ship.
+    assert '--services "${services[@]}"' in command
+    assert release["env"] == {"SERVICES": "${{ needs.plan.outputs.services }}"}
+    assert workflow["jobs"]["plan"]["outputs"]["services"] == "${{ steps.changes.outputs.services }}"
     matrix = workflow["jobs"]["image"]["strategy"]["matrix"]["app"]
     assert matrix == ["api", "admin", "investor", "issuer", "landing", "migrate"]
 
@@ -150,7 +166,8 @@ def _stub_aws(bin_dir: Path, log: Path, responses: dict[str, Any]) -> None:
 
 def _run_step(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     assert "${{" not in script, "step scripts read expressions through env:, never inline"
-    # How GitHub runs `run:` with the default bash shell.
+    # How GitHub runs `run:` with `shell: bash`, which both workflows set as their default
+    # (test_steps_run_in_bash_with_pipefail); unspecified, it would be `bash -e {0}` without pipefail.
     return subprocess.run(
         ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
         cwd=cwd,
@@ -216,6 +233,7 @@ def _decide(
         "RUNNER_TEMP": str(tmp_path),
         "RELEASED_PARAMETER": "/cashsouk/prod/release/current",
         "FORCE_BUILD": force,
+        "SCHEMA_APPS": "api",
     }
     result = _run_step(script, monorepo, env)
     return result, output.read_text().splitlines()
@@ -228,7 +246,23 @@ def test_change_detection_builds_only_what_changed_since_the_last_release(monore
     head = _commit(monorepo, {"apps/investor/x\napi=false": "v2", "docs/notes.md": "x"})
     result, lines = _decide(monorepo, tmp_path, {"imageTag": released, "digests": {}}, head)
     assert result.returncode == 0, result.stderr
-    assert lines == [f"base={released}", "api=false", "admin=true", "investor=true", "issuer=false", "landing=false"]
+    assert lines == [
+        f"base={released}",
+        "api=false",
+        "admin=true",
+        "investor=true",
+        "issuer=false",
+        "landing=false",
+        "services=api admin investor",  # the schema app always (every release migrates), then what changed
+    ]
+
+
+def test_an_unchanged_release_deploys_only_the_schema_apps(monorepo: Path, tmp_path: Path) -> None:
+    released = _git(monorepo, "rev-parse", "HEAD")
+    head = _commit(monorepo, {"README.md": "docs only"})
+    result, lines = _decide(monorepo, tmp_path, {"imageTag": released}, head)
+    assert result.returncode == 0, result.stderr
+    assert lines[-1] == "services=api"
 
 
 def test_shared_packages_rebuild_every_app(monorepo: Path, tmp_path: Path) -> None:
@@ -236,7 +270,9 @@ def test_shared_packages_rebuild_every_app(monorepo: Path, tmp_path: Path) -> No
     head = _commit(monorepo, {"packages/ui/index.ts": "v2"})
     result, lines = _decide(monorepo, tmp_path, {"imageTag": released}, head)
     assert result.returncode == 0, result.stderr
-    assert lines[1:] == [f"{a}=true" for a in ("api", "admin", "investor", "issuer", "landing")]
+    assert lines[1:] == [f"{a}=true" for a in ("api", "admin", "investor", "issuer", "landing")] + [
+        "services=api admin investor issuer landing"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -252,14 +288,17 @@ def test_without_a_released_commit_everything_is_built(monorepo: Path, tmp_path:
     head = _git(monorepo, "rev-parse", "HEAD")
     result, lines = _decide(monorepo, tmp_path, released, head)
     assert result.returncode == 0, result.stderr
-    assert lines == ["base="] + [f"{a}=true" for a in ("api", "admin", "investor", "issuer", "landing")]
+    assert lines == ["base="] + [f"{a}=true" for a in ("api", "admin", "investor", "issuer", "landing")] + [
+        "services=api admin investor issuer landing"  # the first release deploys every app
+    ]
 
 
 def test_manual_rebuild_ignores_the_released_commit(monorepo: Path, tmp_path: Path) -> None:
     head = _git(monorepo, "rev-parse", "HEAD")
     result, lines = _decide(monorepo, tmp_path, {"imageTag": head}, head, force="true")
     assert result.returncode == 0, result.stderr
-    assert lines[0] == "base=" and all(line.endswith("=true") for line in lines[1:])
+    assert lines[0] == "base=" and all(line.endswith("=true") for line in lines[1:-1])
+    assert lines[-1] == "services=api admin investor issuer landing"
 
 
 def test_retag_puts_the_released_manifest_bytes_under_the_new_tag(tmp_path: Path) -> None:
@@ -346,3 +385,221 @@ def test_existing_tag_check(tmp_path: Path, answer: dict[str, Any], code: int, e
     result = _run_step(_step(_load("deploy.yml"), "image", "existing")["run"], tmp_path, env)
     assert result.returncode == code, result.stderr
     assert output.read_text() == expected
+
+
+def _stub(bin_dir: Path, name: str, log: Path, *, stdout: str = "", stderr: str = "", code: int = 0) -> None:
+    """A command on PATH that records its arguments (one JSON list a line) and answers fixedly."""
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / name
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import json, sys\n"
+        # Read a piped password as `docker login --password-stdin` does (else: a broken pipe).
+        "_ = sys.stdin.read() if '--password-stdin' in sys.argv else None\n"
+        f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        f"sys.stdout.write({stdout!r}); sys.stderr.write({stderr!r}); sys.exit({code})\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+
+
+def _calls(log: Path) -> list[list[str]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+_BATCH = {
+    "images": [
+        {
+            "imageId": {"imageDigest": "sha256:" + "c" * 64, "imageTag": "a" * 40},
+            "imageManifest": '{"schemaVersion": 2}',
+            "imageManifestMediaType": "application/vnd.oci.image.manifest.v1+json",
+        }
+    ],
+    "failures": [],
+}
+
+
+@pytest.mark.parametrize("error", ["ImageTagAlreadyExistsException", "ImageAlreadyExistsException"])
+def test_retag_that_already_happened_does_not_fail_the_run(tmp_path: Path, error: str) -> None:
+    """Tags are immutable: a put-image that already went through (a retried call, a re-run) fails
+    with ...AlreadyExists. If the tag names the very same image, that is success."""
+    _stub_aws(
+        tmp_path / "bin",
+        tmp_path / "aws.log",
+        {
+            "ecr batch-get-image": _BATCH,
+            "ecr put-image": {"error": f"An error occurred ({error}) when calling the PutImage operation"},
+            "ecr describe-images": "sha256:" + "c" * 64 + "\n",
+        },
+    )
+    output = tmp_path / "github_output"
+    output.write_text("")
+    env = {
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "GITHUB_OUTPUT": str(output),
+        "RUNNER_TEMP": str(tmp_path),
+        "REPOSITORY": "admin-cashsouk",
+        "BASE_TAG": "a" * 40,
+        "IMAGE_TAG": SHA,
+    }
+    result = _run_step(_step(_load("deploy.yml"), "image", "retag")["run"], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert output.read_text() == "retagged=true\n"
+
+
+def test_retag_fails_when_the_tag_names_another_image(tmp_path: Path) -> None:
+    _stub_aws(
+        tmp_path / "bin",
+        tmp_path / "aws.log",
+        {
+            "ecr batch-get-image": _BATCH,
+            "ecr put-image": {"error": "An error occurred (ImageTagAlreadyExistsException) when calling the PutImage operation"},
+            "ecr describe-images": "sha256:" + "d" * 64 + "\n",
+        },
+    )
+    output = tmp_path / "github_output"
+    output.write_text("")
+    env = {
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "GITHUB_OUTPUT": str(output),
+        "RUNNER_TEMP": str(tmp_path),
+        "REPOSITORY": "admin-cashsouk",
+        "BASE_TAG": "a" * 40,
+        "IMAGE_TAG": SHA,
+    }
+    result = _run_step(_step(_load("deploy.yml"), "image", "retag")["run"], tmp_path, env)
+    assert result.returncode == 1
+    assert "already names sha256:dddd" in result.stdout
+    assert output.read_text() == ""
+
+
+def _build_env(tmp_path: Path, app: str, build_args: str = "") -> dict[str, str]:
+    return {
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "APP": app,
+        "IMAGE_TAG": SHA,
+        "INFRA_DIR": "infra",
+        "REPOSITORY_URI": f"123456789012.dkr.ecr.ap-southeast-5.amazonaws.com/{app}-cashsouk",
+        "BUILD_ARGS": build_args,
+        "MIGRATE_PLATFORM": "linux/arm64",
+    }
+
+
+def _build(tmp_path: Path, app: str, build_args: str = "", prisma: str = "^6.16.2") -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    repo = tmp_path / "repo"
+    for path, text in {
+        f"docker/{app}.Dockerfile": "FROM scratch\n",
+        "infra/migrate/runner.py": "# the runner\n",
+        "apps/api/package.json": json.dumps({"devDependencies": {"prisma": prisma}}),
+    }.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    _stub(tmp_path / "bin", "aws", tmp_path / "aws.log", stdout="password")
+    _stub(tmp_path / "bin", "docker", tmp_path / "docker.log")
+    step = next(s for s in _load("deploy.yml")["jobs"]["image"]["steps"] if str(s.get("name", "")).startswith("Build and push"))
+    result = _run_step(step["run"], repo, _build_env(tmp_path, app, build_args))
+    builds = [call for call in _calls(tmp_path / "docker.log") if call[:2] == ["buildx", "build"]]
+    return result, builds[0] if builds else []
+
+
+def _option(args: list[str], name: str) -> list[str]:
+    return [args[i + 1] for i, arg in enumerate(args) if arg == name]
+
+
+def test_migrate_image_is_built_with_the_runner_for_the_tasks_architecture(tmp_path: Path) -> None:
+    """docker/migrate.Dockerfile is migrate/Dockerfile: it COPYs the runner from the named build
+    context `runner`, and must be built for the migrate task's CPU architecture with apps/api's
+    Prisma version (docs/migrations.md)."""
+    result, build = _build(tmp_path, "migrate")
+    assert result.returncode == 0, result.stderr
+    assert _option(build, "--platform") == ["linux/arm64"]
+    assert _option(build, "--build-context") == ["runner=infra/migrate"]
+    assert _option(build, "--build-arg") == ["PRISMA_VERSION=6.16.2"]
+    assert _option(build, "--tag") == [f"123456789012.dkr.ecr.ap-southeast-5.amazonaws.com/migrate-cashsouk:{SHA}"]
+    assert build[-1] == "."
+
+
+def test_migrate_prisma_version_from_build_args_wins(tmp_path: Path) -> None:
+    result, build = _build(tmp_path, "migrate", build_args="PRISMA_VERSION=6.19.0\n", prisma="latest")
+    assert result.returncode == 0, result.stderr
+    assert _option(build, "--build-arg") == ["PRISMA_VERSION=6.19.0"]
+
+
+def test_migrate_build_without_an_exact_prisma_version_fails_saying_what_to_set(tmp_path: Path) -> None:
+    result, build = _build(tmp_path, "migrate", prisma=">=6")
+    assert result.returncode == 1 and build == []
+    assert "BUILD_ARGS_MIGRATE" in result.stdout
+
+
+def test_app_images_are_built_as_before(tmp_path: Path) -> None:
+    result, build = _build(tmp_path, "landing", build_args="NEXT_PUBLIC_API_URL=https://api.example.com\n")
+    assert result.returncode == 0, result.stderr
+    assert _option(build, "--platform") == [] and _option(build, "--build-context") == []
+    assert _option(build, "--build-arg") == ["NEXT_PUBLIC_API_URL=https://api.example.com"]
+
+
+@pytest.mark.parametrize("code", [0, 13, 15])
+def test_release_step_passes_the_planned_apps_and_exits_with_the_clis_code(tmp_path: Path, code: int) -> None:
+    _stub(tmp_path / "bin", "python", tmp_path / "python.log", code=code)
+    env = {
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "RELEASE_ENV": "prod",
+        "GITHUB_SHA": SHA,
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "SERVICES": "api admin",
+    }
+    result = _run_step(_step(_load("deploy.yml"), "release", "release")["run"], tmp_path, env)
+    assert result.returncode == code
+    (call,) = _calls(tmp_path / "python.log")
+    assert call[:3] == ["-m", "release", "start"]
+    services = call[call.index("--services") + 1 : call.index("--services") + 3]
+    assert services == ["api", "admin"] and "--wait" in call
+
+
+def test_a_failing_cdk_diff_is_still_posted_then_fails_the_job(tmp_path: Path) -> None:
+    """The step shell has -e: without care, a failing `cdk diff` ends the step at once, its status
+    is never written and the comment step is skipped."""
+    _stub(tmp_path / "bin", "cdk", tmp_path / "cdk.log", stderr="Stack cashsouk-prod-data\nerror: something\n", code=1)
+    output = tmp_path / "github_output"
+    output.write_text("")
+    env = {
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "GITHUB_OUTPUT": str(output),
+        "RUNNER_TEMP": str(tmp_path),
+        "RELEASE_ENV": "prod",
+    }
+    result = _run_step(_step(_load("pull-request.yml"), "diff", "diff")["run"], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert output.read_text() == "status=1\n"
+    assert "error: something" in result.stdout
+    (call,) = _calls(tmp_path / "cdk.log")
+    assert call == ["diff", "-c", "env=prod", "--no-change-set", "--no-color"]
+    fail = next(s for s in _load("pull-request.yml")["jobs"]["diff"]["steps"] if s.get("name") == "Fail if cdk diff failed")
+    assert fail["if"] == "steps.diff.outputs.status != '0'"
+
+
+@pytest.mark.parametrize(
+    ("existing", "method", "endpoint"), [("111\n222\n", "PATCH", "issues/comments/111"), ("", "POST", "issues/7/comments")]
+)
+def test_the_diff_comment_is_updated_in_place(tmp_path: Path, existing: str, method: str, endpoint: str) -> None:
+    (tmp_path / "diff.txt").write_text("Resources\n[~] AWS::IAM::Role DeployRole\n")
+    _stub(tmp_path / "bin", "gh", tmp_path / "gh.log", stdout=existing)
+    env = {
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "RUNNER_TEMP": str(tmp_path),
+        "RELEASE_ENV": "prod",
+        "GITHUB_REPOSITORY": "Malcan-Technologies/shoraka",
+        "PR_NUMBER": "7",
+        "DIFF_STATUS": "1",
+        "HEAD_SHA": SHA,
+        "MARKER": "<!-- cdk-diff:prod -->",
+    }
+    step = next(s for s in _load("pull-request.yml")["jobs"]["diff"]["steps"] if str(s.get("name", "")).startswith("Post the diff"))
+    result = _run_step(step["run"], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    lookup, write = _calls(tmp_path / "gh.log")
+    assert lookup[:3] == ["api", "--paginate", "repos/Malcan-Technologies/shoraka/issues/7/comments"]
+    assert write[:4] == ["api", "--method", method, f"repos/Malcan-Technologies/shoraka/{endpoint}"]
+    body = (tmp_path / "comment.md").read_text()
+    assert body.startswith("<!-- cdk-diff:prod -->\n") and "cdk diff failed (exit 1)" in body
+    assert "[~] AWS::IAM::Role DeployRole" in body
