@@ -167,6 +167,9 @@ class ReleaseConfig(_Strict):
     lease_wait_minutes: int = Field(default=20, ge=0, le=240)
     rollout_timeout_minutes: int = Field(default=30, ge=5, le=240)
     keep_images: int = Field(default=30, ge=5, le=1000)
+    # How a rollout is polled (docs/release.md): "retry" costs one state transition per poll;
+    # "wait-loop" (Wait + DescribeServices + Choice) costs three and relies only on documented behaviour.
+    rollout_poll: Literal["retry", "wait-loop"] = "retry"
 
 
 class NotificationsConfig(_Strict):

@@ -16,14 +16,19 @@ Shape (see docs/release.md for the contract, the diagram and the runbook):
       ─▶ RecordRelease (SSM) ─▶ ReleaseLease ─▶ Released
     every failure after the lease: ─▶ ReleaseLeaseAfterFailure ─▶ Failed
 
-Polling a rollout costs one state transition per poll: the poll task's Assign raises a JSONata
-error (`States.QueryEvaluationError`) while the deployment is IN_PROGRESS, and a Retrier with a
-constant interval re-runs the task. The Amazon States Language specification allows this ("Task,
-Map, and Parallel states MAY use a Retrier to retry on the error, and a Catcher to catch the
-error", in its section on JSONata evaluation); a Wait + DescribeServices + Choice loop would cost
-three. AWS's developer guide does not say whether Step Functions retries an error raised by a
-Task's Assign (after its API call succeeded): confirm it on AWS once (docs/release.md, "How a
-rollout is polled") before relying on it.
+A rollout is polled in one of two modes (`rollout_poll`):
+
+- "retry" (the default): one state transition per poll. The poll task's Assign raises a JSONata
+  error (`States.QueryEvaluationError`) while the deployment is IN_PROGRESS, and a Retrier with a
+  constant interval re-runs the task. The Amazon States Language specification allows this
+  ("Task, Map, and Parallel states MAY use a Retrier to retry on the error, and a Catcher to catch
+  the error", in its section on JSONata evaluation), but AWS's developer guide does not say
+  whether Step Functions retries an error raised by a Task's Assign (after its API call
+  succeeded): confirm it on AWS once (docs/release.md, "How a rollout is polled").
+- "wait-loop": three transitions per poll, only documented behaviour. PollDelay (Wait) ─▶
+  WaitForRollout (DescribeServices, assigns the deployment's state and counts the poll) ─▶
+  RolloutProgress (Choice: COMPLETED, or IN_PROGRESS within the poll budget back to PollDelay,
+  or a failure).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 # Error names of the contract (CI, the release CLI and docs/release.md rely on them).
 INVALID_INPUT = "InvalidInput"
@@ -79,6 +84,10 @@ STATES_TIMEOUT = "States.Timeout"
 STATES_ALL = "States.ALL"
 STATES_TASK_FAILED = "States.TaskFailed"
 
+# How a rollout is polled (module docstring; docs/release.md, "How a rollout is polled").
+RolloutPoll = Literal["retry", "wait-loop"]
+ROLLOUT_POLL_MODES: tuple[str, ...] = get_args(RolloutPoll)
+
 # State names (the diagram, the tests and the runbook refer to them).
 VALIDATE_INPUT = "ValidateInput"
 INVALID_INPUT_STATE = "InvalidInput"
@@ -96,11 +105,14 @@ RUN_MIGRATION = "RunMigration"
 MIGRATION_EXIT_CODE = "MigrationExitCode"
 DEPLOY_SERVICES = "DeployServices"
 DESCRIBE_SERVICE = "DescribeService"
+SERVICE_FOUND = "ServiceFound"  # "wait-loop" mode: the service still exists (no JSONata error)
 DESCRIBE_SERVICE_TD = "DescribeServiceTaskDefinition"
 REGISTER_SERVICE_TD = "RegisterServiceTaskDefinition"
 UPDATE_SERVICE = "UpdateService"
 WAIT_FOR_ROLLOUT = "WaitForRollout"
-ROLLOUT_RESULT = "RolloutResult"
+ROLLOUT_RESULT = "RolloutResult"  # "retry" mode: the poll task's result decided once
+POLL_DELAY = "PollDelay"  # "wait-loop" mode: Wait between two polls
+ROLLOUT_PROGRESS = "RolloutProgress"  # "wait-loop" mode: decide, or poll again
 SERVICE_DEPLOYED = "ServiceDeployed"
 ROLLOUT_FAILED = "RolloutFailed"
 RECORD_RELEASE = "RecordRelease"
@@ -140,6 +152,7 @@ class DefinitionSettings:
     rollout_timeout_seconds: int
     poll_seconds: int
     execution_timeout_seconds: int
+    rollout_poll: RolloutPoll = "retry"
 
     @property
     def lease_attempts(self) -> int:
@@ -147,7 +160,13 @@ class DefinitionSettings:
 
     @property
     def poll_attempts(self) -> int:
+        """Polls after the first ("retry": the Retrier's MaxAttempts) or in all ("wait-loop": the
+        polls, each after a PollDelay): either way the last poll is at the rollout timeout."""
         return max(1, math.ceil(self.rollout_timeout_seconds / self.poll_seconds))
+
+    def __post_init__(self) -> None:
+        if self.rollout_poll not in ROLLOUT_POLL_MODES:
+            raise ValueError(f"rollout_poll must be one of {', '.join(ROLLOUT_POLL_MODES)}, got {self.rollout_poll!r}")
 
 
 def _js(value: Any) -> str:
@@ -177,6 +196,186 @@ def _with_context(prefix: str) -> dict[str, str]:
     return {
         "errorName": "{% $states.errorOutput.Error %}",
         "errorCause": _expr(_js(prefix + ": ") + " & $states.errorOutput.Cause"),
+    }
+
+
+def _describe_service_states(s: DefinitionSettings) -> dict[str, Any]:
+    """DescribeService: the task definition the service runs now, read under the lease and right
+    before it is rendered. CheckServices ran before the lease wait, the migration and the earlier
+    services' rollouts, and a revision someone deployed meanwhile (a configuration change) must not
+    be reverted by rendering from an older one. A service gone by now fails with DeploymentFailed.
+
+    "retry" mode: a missing service raises a JSONata error in Assign, caught (one transition).
+    "wait-loop" mode: no JSONata error anywhere in the deployment; a Choice (ServiceFound) decides.
+    """
+    found = "$states.result.Services[ServiceName = $states.input.service and Status = 'ACTIVE']"
+    missing = "'service ' & $states.input.service & ' not found (or not ACTIVE) in cluster ' & " + _js(s.cluster_name)
+    describe: dict[str, Any] = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::aws-sdk:ecs:describeServices",
+        "Arguments": {"Cluster": s.cluster_name, "Services": ["{% $states.input.service %}"]},
+        "Output": "{% $states.input %}",
+    }
+    transient = {"ErrorEquals": [STATES_TASK_FAILED], "IntervalSeconds": 2, "MaxAttempts": 3, "BackoffRate": 2.0}
+    if s.rollout_poll == "wait-loop":
+        return {
+            DESCRIBE_SERVICE: {
+                **describe,
+                # taskDefinition is left out (undefined) when the service is not found.
+                "Assign": {"target": _expr("$merge([$states.input, {'taskDefinition': " + found + ".TaskDefinition}])")},
+                "Retry": [transient],
+                "Next": SERVICE_FOUND,
+            },
+            SERVICE_FOUND: {
+                "Type": "Choice",
+                "Choices": [{"Condition": "{% $exists($target.taskDefinition) %}", "Next": DESCRIBE_SERVICE_TD}],
+                "Default": ROLLOUT_FAILED,
+                "Output": _expr("$merge([$states.input, {'cause': 'not deployed: ' & " + missing + "}])"),
+            },
+        }
+    return {
+        DESCRIBE_SERVICE: {
+            **describe,
+            "Assign": {
+                "target": _expr(
+                    "($found := " + found + "; "
+                    "$exists($found.TaskDefinition) ? $merge([$states.input, {'taskDefinition': $found.TaskDefinition}]) "
+                    ": $error(" + missing + "))"
+                )
+            },
+            "Retry": [
+                # A missing service is not retried (States.TaskFailed may match any error).
+                {"ErrorEquals": [QUERY_ERROR], "MaxAttempts": 0},
+                transient,
+            ],
+            "Catch": [
+                _catch(
+                    [QUERY_ERROR],
+                    ROLLOUT_FAILED,
+                    output={"service": "{% $states.input.service %}", "cause": "{% 'not deployed: ' & $states.errorOutput.Cause %}"},
+                )
+            ],
+            "Next": DESCRIBE_SERVICE_TD,
+        },
+    }
+
+
+def _rollout_states(s: DefinitionSettings) -> dict[str, Any]:
+    """The states after UpdateService that wait for its deployment, in the mode `s.rollout_poll`.
+
+    Both end in ServiceDeployed or RolloutFailed (the input's `cause`, error DeploymentFailed).
+    """
+    # The deployment UpdateService started, by id (not the PRIMARY one: after a rollback the
+    # PRIMARY deployment is the rollback, and reads COMPLETED).
+    deployment = "$states.result.Services[0].Deployments[Id = $deploymentId]"
+    gone = "{'state': 'GONE', 'reason': 'deployment ' & $deploymentId & ' is no longer listed (replaced or rolled back)'}"
+    reported = "{'state': $d.RolloutState, 'reason': $exists($d.RolloutStateReason) ? $d.RolloutStateReason : ''}"
+    # "retry": IN_PROGRESS raises States.QueryEvaluationError, which the poll's Retrier retries.
+    rollout_check = (
+        "($d := " + deployment + "; "
+        "$not($exists($d)) ? " + gone + " : "
+        "$d.RolloutState = 'IN_PROGRESS' ? $error('rollout of ' & $states.input.service & ' deployment ' & $deploymentId & ' is IN_PROGRESS') : "
+        + reported
+        + ")"
+    )
+    # "wait-loop": the state as it is, IN_PROGRESS included; RolloutProgress decides.
+    rollout_state = "($d := " + deployment + "; $not($exists($d)) ? " + gone + " : " + reported + ")"
+    rollout_reason = "($rollout.reason != '' ? ': ' & $rollout.reason : '')"
+
+    def timed_out(last: str) -> str:
+        return (
+            "'deployment ' & $deploymentId & ' of service ' & $states.input.service & ' did not finish within "
+            + str(s.rollout_timeout_seconds)
+            + " s (last: ' & "
+            + last
+            + " & '); the deployment circuit breaker rolls it back if it fails'"
+        )
+
+    # FAILED: the circuit breaker rolled the service back. GONE: the deployment left the list,
+    # replaced by a deployment someone else started or, once a rollback finished, cleaned up: the
+    # service's events say which.
+    rollout_ended = (
+        "'service ' & $states.input.service & ' deployment ' & $deploymentId & ' rollout ' & $rollout.state & "
+        + rollout_reason
+        + " & ($rollout.state = 'GONE' "
+        "? '; another deployment replaced it, or the circuit breaker rolled it back: see the service events' "
+        ": '; the deployment circuit breaker rolled the service back to its previous task definition')"
+    )
+    # Both modes' Choice keeps its input and adds the cause: RolloutFailed reads the cause,
+    # ServiceDeployed (or the next PollDelay) the rest, whether or not a Choice state's Output
+    # applies on a rule's transition as well as on the Default one.
+    if s.rollout_poll == "wait-loop":
+        return {
+            POLL_DELAY: {
+                "Type": "Wait",
+                "Comment": "Three transitions per poll (PollDelay, WaitForRollout, RolloutProgress), all documented behaviour.",
+                "Seconds": s.poll_seconds,
+                "Next": WAIT_FOR_ROLLOUT,
+            },
+            WAIT_FOR_ROLLOUT: {
+                "Type": "Task",
+                "Comment": "One poll: the deployment's rollout state, and the number of polls so far.",
+                "Resource": "arn:aws:states:::aws-sdk:ecs:describeServices",
+                "Arguments": {"Cluster": s.cluster_name, "Services": ["{% $states.input.service %}"]},
+                "Assign": {"rollout": _expr(rollout_state), "polls": "{% $polls + 1 %}"},
+                "Output": "{% $states.input %}",
+                "Retry": [
+                    {"ErrorEquals": [STATES_TASK_FAILED], "IntervalSeconds": s.poll_seconds, "MaxAttempts": 3, "BackoffRate": 2.0},
+                ],
+                "Next": ROLLOUT_PROGRESS,
+            },
+            ROLLOUT_PROGRESS: {
+                "Type": "Choice",
+                "Choices": [
+                    {"Condition": "{% $rollout.state = 'COMPLETED' %}", "Next": SERVICE_DEPLOYED},
+                    {
+                        "Condition": _expr("$rollout.state = 'IN_PROGRESS' and $polls < " + str(s.poll_attempts)),
+                        "Next": POLL_DELAY,
+                    },
+                ],
+                # FAILED, GONE, or still IN_PROGRESS at the last poll of the budget.
+                "Default": ROLLOUT_FAILED,
+                "Output": _expr(
+                    "$merge([$states.input, {'cause': ($rollout.state = 'IN_PROGRESS' ? "
+                    + timed_out("'rollout IN_PROGRESS' & " + rollout_reason)
+                    + " : "
+                    + rollout_ended
+                    + ")}])"
+                ),
+            },
+        }
+    return {
+        WAIT_FOR_ROLLOUT: {
+            "Type": "Task",
+            "Comment": "One transition per poll: IN_PROGRESS raises a JSONata error and the Retrier polls again.",
+            "Resource": "arn:aws:states:::aws-sdk:ecs:describeServices",
+            "Arguments": {"Cluster": s.cluster_name, "Services": ["{% $states.input.service %}"]},
+            "Assign": {"rollout": _expr(rollout_check)},
+            "Output": "{% $states.input %}",
+            "Retry": [
+                {
+                    "ErrorEquals": [QUERY_ERROR],
+                    "IntervalSeconds": s.poll_seconds,
+                    "MaxAttempts": s.poll_attempts,
+                    "BackoffRate": 1.0,
+                },
+                {"ErrorEquals": [STATES_TASK_FAILED], "IntervalSeconds": s.poll_seconds, "MaxAttempts": 3, "BackoffRate": 2.0},
+            ],
+            "Catch": [
+                _catch(
+                    [QUERY_ERROR],
+                    ROLLOUT_FAILED,
+                    output={"service": "{% $states.input.service %}", "cause": _expr(timed_out("$states.errorOutput.Cause"))},
+                )
+            ],
+            "Next": ROLLOUT_RESULT,
+        },
+        ROLLOUT_RESULT: {
+            "Type": "Choice",
+            "Choices": [{"Condition": "{% $rollout.state = 'COMPLETED' %}", "Next": SERVICE_DEPLOYED}],
+            "Default": ROLLOUT_FAILED,
+            "Output": _expr("$merge([$states.input, {'cause': " + rollout_ended + "}])"),
+        },
     }
 
 
@@ -559,13 +758,7 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
     }
 
     # ---- services, one at a time, in the order given ----------------------------------------------
-    deployment = "$states.result.Services[0].Deployments[Id = $deploymentId]"
-    rollout_check = (
-        "($d := " + deployment + "; "
-        "$not($exists($d)) ? {'state': 'GONE', 'reason': 'deployment ' & $deploymentId & ' is no longer listed (replaced or rolled back)'} : "
-        "$d.RolloutState = 'IN_PROGRESS' ? $error('rollout of ' & $states.input.service & ' deployment ' & $deploymentId & ' is IN_PROGRESS') : "
-        "{'state': $d.RolloutState, 'reason': $exists($d.RolloutStateReason) ? $d.RolloutStateReason : ''})"
-    )
+    wait_loop = s.rollout_poll == "wait-loop"
     deploy_services = {
         "Type": "Map",
         "Comment": "One service at a time, in the order given; a failure stops the rest.",
@@ -575,41 +768,7 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
             "ProcessorConfig": {"Mode": "INLINE"},
             "StartAt": DESCRIBE_SERVICE,
             "States": {
-                # The task definition the service runs now, read under the lease and right before
-                # it is rendered: CheckServices ran before the lease wait, the migration and the
-                # earlier services' rollouts, and a revision someone deployed meanwhile (a
-                # configuration change) must not be reverted by rendering from an older one.
-                DESCRIBE_SERVICE: {
-                    "Type": "Task",
-                    "Resource": "arn:aws:states:::aws-sdk:ecs:describeServices",
-                    "Arguments": {"Cluster": s.cluster_name, "Services": ["{% $states.input.service %}"]},
-                    "Assign": {
-                        "target": _expr(
-                            "($found := $states.result.Services[ServiceName = $states.input.service and Status = 'ACTIVE']; "
-                            "$exists($found.TaskDefinition) ? $merge([$states.input, {'taskDefinition': $found.TaskDefinition}]) "
-                            ": $error('service ' & $states.input.service & ' not found (or not ACTIVE) in cluster ' & "
-                            + _js(s.cluster_name)
-                            + "))"
-                        )
-                    },
-                    "Output": "{% $states.input %}",
-                    "Retry": [
-                        # A missing service is not retried (States.TaskFailed may match any error).
-                        {"ErrorEquals": [QUERY_ERROR], "MaxAttempts": 0},
-                        {"ErrorEquals": [STATES_TASK_FAILED], "IntervalSeconds": 2, "MaxAttempts": 3, "BackoffRate": 2.0},
-                    ],
-                    "Catch": [
-                        _catch(
-                            [QUERY_ERROR],
-                            ROLLOUT_FAILED,
-                            output={
-                                "service": "{% $states.input.service %}",
-                                "cause": "{% 'not deployed: ' & $states.errorOutput.Cause %}",
-                            },
-                        )
-                    ],
-                    "Next": DESCRIBE_SERVICE_TD,
-                },
+                **_describe_service_states(s),
                 DESCRIBE_SERVICE_TD: {
                     "Type": "Task",
                     "Resource": "arn:aws:states:::aws-sdk:ecs:describeTaskDefinition",
@@ -634,61 +793,13 @@ def build_definition(s: DefinitionSettings) -> dict[str, Any]:
                     "Assign": {
                         "deploymentId": _expr(
                             "$states.result.Service.Deployments[Status = 'PRIMARY' and TaskDefinition = $states.input.newTaskDefinition][0].Id"
-                        )
-                    },
-                    "Output": "{% $states.input %}",
-                    "Next": WAIT_FOR_ROLLOUT,
-                },
-                WAIT_FOR_ROLLOUT: {
-                    "Type": "Task",
-                    "Comment": "One transition per poll: IN_PROGRESS raises a JSONata error and the Retrier polls again.",
-                    "Resource": "arn:aws:states:::aws-sdk:ecs:describeServices",
-                    "Arguments": {"Cluster": s.cluster_name, "Services": ["{% $states.input.service %}"]},
-                    "Assign": {"rollout": _expr(rollout_check)},
-                    "Output": "{% $states.input %}",
-                    "Retry": [
-                        {
-                            "ErrorEquals": [QUERY_ERROR],
-                            "IntervalSeconds": s.poll_seconds,
-                            "MaxAttempts": s.poll_attempts,
-                            "BackoffRate": 1.0,
-                        },
-                        {"ErrorEquals": [STATES_TASK_FAILED], "IntervalSeconds": s.poll_seconds, "MaxAttempts": 3, "BackoffRate": 2.0},
-                    ],
-                    "Catch": [
-                        _catch(
-                            [QUERY_ERROR],
-                            ROLLOUT_FAILED,
-                            output={
-                                "service": "{% $states.input.service %}",
-                                "cause": _expr(
-                                    "'deployment ' & $deploymentId & ' of service ' & $states.input.service & ' did not finish within "
-                                    + str(s.rollout_timeout_seconds)
-                                    + " s (last: ' & $states.errorOutput.Cause & '); the deployment circuit breaker rolls it back if it fails'"
-                                ),
-                            },
-                        )
-                    ],
-                    "Next": ROLLOUT_RESULT,
-                },
-                ROLLOUT_RESULT: {
-                    "Type": "Choice",
-                    "Choices": [{"Condition": "{% $rollout.state = 'COMPLETED' %}", "Next": SERVICE_DEPLOYED}],
-                    "Default": ROLLOUT_FAILED,
-                    "Output": {
-                        "service": "{% $states.input.service %}",
-                        # FAILED: the circuit breaker rolled the service back. GONE: the deployment
-                        # left the list, replaced by a deployment someone else started or, once a
-                        # rollback finished, cleaned up: the service's events say which.
-                        "cause": _expr(
-                            "'service ' & $states.input.service & ' deployment ' & $deploymentId & ' rollout ' & $rollout.state & "
-                            "($rollout.reason != '' ? ': ' & $rollout.reason : '') & "
-                            "($rollout.state = 'GONE' "
-                            "? '; another deployment replaced it, or the circuit breaker rolled it back: see the service events' "
-                            ": '; the deployment circuit breaker rolled the service back to its previous task definition')"
                         ),
+                        **({"polls": 0} if wait_loop else {}),
                     },
+                    "Output": "{% $states.input %}",
+                    "Next": POLL_DELAY if wait_loop else WAIT_FOR_ROLLOUT,
                 },
+                **_rollout_states(s),
                 SERVICE_DEPLOYED: {
                     "Type": "Succeed",
                     "Output": {

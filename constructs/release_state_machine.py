@@ -33,8 +33,10 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 
 from constructs import Construct
 from constructs.release_definition import (
+    ROLLOUT_POLL_MODES,
     AppTarget,
     DefinitionSettings,
+    RolloutPoll,
     build_definition,
     build_lease_cleanup_definition,
 )
@@ -42,7 +44,8 @@ from constructs.release_definition import (
 # The rule Step Functions manages for ecs:runTask.sync (it watches the task's state changes).
 ECS_SYNC_RULE = "StepFunctionsGetEventsForECSTaskRule"
 ENDED_BADLY = ["FAILED", "TIMED_OUT", "ABORTED"]
-# At most 10 s: the worst-case latency a rollout wait adds (one transition per poll).
+# At most 10 s: the worst-case latency a rollout wait adds (one transition per poll with
+# rollout_poll="retry", three with "wait-loop").
 DEFAULT_POLL_INTERVAL = Duration.seconds(10)
 DEFAULT_LEASE_RETRY_INTERVAL = Duration.seconds(15)
 # ecs:DescribeServices takes at most 10 services per call.
@@ -92,6 +95,7 @@ class ReleaseStateMachine(Construct):
         notify_email: str | None,
         failure_notifications: bool = True,
         poll_interval: Duration = DEFAULT_POLL_INTERVAL,
+        rollout_poll: RolloutPoll = "retry",
         lease_retry_interval: Duration = DEFAULT_LEASE_RETRY_INTERVAL,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
@@ -109,6 +113,8 @@ class ReleaseStateMachine(Construct):
             raise ValueError(f"a release can deploy at most {MAX_SERVICES} services (one DescribeServices call), got {len(services)}")
         if not 1 <= poll_interval.to_seconds() <= 10:
             raise ValueError("poll_interval must be 1-10 s: it is the latency a rollout wait adds")
+        if rollout_poll not in ROLLOUT_POLL_MODES:
+            raise ValueError(f"rollout_poll must be one of {', '.join(ROLLOUT_POLL_MODES)}, got {rollout_poll!r}")
         stack = Stack.of(self)
         name = f"{name_prefix}-{env_name}-release"
 
@@ -153,8 +159,11 @@ class ReleaseStateMachine(Construct):
         migrate_seconds = int(migrate_timeout.to_seconds())
         rollout_seconds = int(rollout_timeout.to_seconds())
         # Bounds every path: lease wait + migration + every service's rollout, plus slack for the
-        # API calls. The lease expires with the execution, so a lost lease frees itself.
-        execution_timeout = lease_seconds + migrate_seconds + len(services) * (rollout_seconds + 300) + 900
+        # API calls. The lease expires with the execution, so a lost lease frees itself. A poll
+        # takes its interval plus its own DescribeServices call (and, with "wait-loop", two more
+        # transitions): each service's slack is 300 s, or 1 s per poll if that is more.
+        rollout_slack = max(300, poll_budget(rollout_timeout, poll_interval))
+        execution_timeout = lease_seconds + migrate_seconds + len(services) * (rollout_seconds + rollout_slack) + 900
         self.settings = DefinitionSettings(
             cluster_name=cluster_name,
             subnet_ids=list(subnet_ids),
@@ -182,6 +191,7 @@ class ReleaseStateMachine(Construct):
             rollout_timeout_seconds=rollout_seconds,
             poll_seconds=int(poll_interval.to_seconds()),
             execution_timeout_seconds=execution_timeout,
+            rollout_poll=rollout_poll,
         )
         self.execution_timeout = Duration.seconds(execution_timeout)
 
@@ -437,5 +447,6 @@ def _nag_form(resolved: Any) -> str:
 
 
 def poll_budget(rollout_timeout: Duration, poll_interval: Duration) -> int:
-    """How many DescribeServices polls a rollout may take (the Retrier's MaxAttempts)."""
+    """How many polls a rollout may take after the first ("retry": the Retrier's MaxAttempts) or in
+    all ("wait-loop": each after a PollDelay); either way the last poll is at the rollout timeout."""
     return max(1, math.ceil(rollout_timeout.to_seconds() / poll_interval.to_seconds()))

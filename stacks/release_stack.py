@@ -76,6 +76,7 @@ class ReleaseStack(Stack):
             ],
             lease_wait=Duration.minutes(config.release.lease_wait_minutes),
             rollout_timeout=Duration.minutes(config.release.rollout_timeout_minutes),
+            rollout_poll=config.release.rollout_poll,
             notify_email=config.notifications.email,
             log_retention=retention(config.log_retention_days),
         )

@@ -18,10 +18,22 @@ os.environ["PATH"] = f"{ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ['
 from aws_cdk import App  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
 
-from config import load_config  # noqa: E402
+from config import EnvironmentConfig, load_config  # noqa: E402
 from stacks import EnvironmentStacks, add_environments  # noqa: E402
 
 ENVIRONMENTS = ("example", "sandbox")
+# The example environment again with the other rollout poll mode (docs/release.md), in the same
+# app, so the suite still synthesizes once.
+WAIT_LOOP_ENV = "example-wait-loop"
+
+
+def _environments() -> list[EnvironmentConfig]:
+    configs = [load_config(name) for name in ENVIRONMENTS]
+    example = configs[0]
+    wait_loop = example.model_copy(
+        update={"env_name": WAIT_LOOP_ENV, "release": example.release.model_copy(update={"rollout_poll": "wait-loop"})}
+    )
+    return [*configs, wait_loop]
 
 
 @dataclass(frozen=True)
@@ -40,7 +52,7 @@ class Synthesized:
 def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesized]:
     outdir = tmp_path_factory.mktemp("cdk.out")
     app = App(outdir=str(outdir))
-    environments = add_environments(app, [load_config(name) for name in ENVIRONMENTS])
+    environments = add_environments(app, _environments())
     assembly = app.synth()
     templates = {stack.stack_name: json.loads(Path(stack.template_full_path).read_text()) for stack in assembly.stacks}
     yield Synthesized(app=app, outdir=outdir, environments=environments, templates=templates)

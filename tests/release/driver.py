@@ -164,17 +164,19 @@ class Execution:
 
     @property
     def transitions(self) -> int:
-        """State transitions as Step Functions bills them: every state entered, every retry."""
+        """State transitions as Step Functions bills them: every state entered, every retry.
+
+        A retry is a TaskScheduled event that does not follow its state's TaskStateEntered (it
+        follows the failure it retries), by previousEventId: concurrent Map iterations interleave
+        their events, so the order of the history alone does not say which task was retried.
+        """
+        by_id = {event["id"]: event for event in self.history}
         entered = sum(1 for e in self.history if e["type"].endswith("StateEntered"))
-        retries = 0
-        scheduled_since_entry = 0
-        for event in self.history:
-            if event["type"].endswith("StateEntered"):
-                scheduled_since_entry = 0
-            elif event["type"] == "TaskScheduled":
-                scheduled_since_entry += 1
-                if scheduled_since_entry > 1:
-                    retries += 1
+        retries = sum(
+            1
+            for e in self.history
+            if e["type"] == "TaskScheduled" and by_id.get(e.get("previousEventId"), {}).get("type") != "TaskStateEntered"
+        )
         return entered + retries
 
 

@@ -22,7 +22,7 @@ each covered by tests/release/test_interpreter.py:
    JSON) when an essential container exits non-zero or the task failed to start; unpatched any
    stopped task is a success.
 
-Time is virtual: Retry intervals, the .sync poll and TimeoutSeconds advance a clock
+Time is virtual: Retry intervals, Wait states, the .sync poll and TimeoutSeconds advance a clock
 (`CLOCK`) instead of sleeping, so a 30-minute rollout takes milliseconds and the number of
 transitions is what AWS would count.
 """
@@ -51,6 +51,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import StateTaskService
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_ecs import StateTaskServiceEcs
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.eval import states as eval_states
 from moto.stepfunctions.parser.asl.eval import variable_store
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
@@ -241,6 +242,13 @@ def _build_sync_resolver(self: StateTaskServiceEcs, env: Any, *args: Any, **kwar
     return resolver
 
 
+# ---- virtual time for Wait states -------------------------------------------------------------------
+def _wait_interval(self: WaitFunction, env: Any, wait_seconds: int) -> None:
+    """A Wait state's Seconds on the virtual clock (moto waits on a real threading.Event)."""
+    if wait_seconds > 0 and env.is_running():
+        CLOCK.sleep(wait_seconds)
+
+
 _INSTALLED: dict[str, bool] = {}
 
 
@@ -267,6 +275,7 @@ def install(client_factory: Callable[[str, str], Any]) -> None:
         (state_task_service_callback, "time", _VirtualTime),
         (state_task_service_callback, "_DELAY_SECONDS_SYNC_CONDITION_CHECK", SYNC_POLL_SECONDS),
         (execute_state, "threading", _VirtualThreading),
+        (WaitFunction, "_wait_interval", _wait_interval),
     ]
     for target, attribute, value in patches:
         assert hasattr(target, attribute), f"moto changed: {target.__name__}.{attribute} is gone"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.release import interpreter
 from tests.release.driver import Interpreter
 from tests.release.fakes import FakeAws, MigrationPlan
 from tests.release.world import MIGRATE_FAMILY, build_world
@@ -44,6 +45,21 @@ def test_a_jsonata_error_is_a_retriable_and_catchable_query_evaluation_error(sfn
     assert result.output["Error"] == "States.QueryEvaluationError" and "not yet" in result.output["Cause"]
     assert len(fake.calls_of("DescribeServices")) == 4  # the first try and three retries
     assert result.transitions == 2 + 3
+
+
+def test_a_wait_state_waits_on_the_virtual_clock(sfn: Interpreter) -> None:
+    sfn.reset()
+    definition = machine(
+        {
+            "W": {"Type": "Wait", "Seconds": 3600, "Next": "P"},
+            "P": {"Type": "Pass", "Output": "{% $states.input %}", "End": True},
+        },
+        "W",
+    )
+    result = sfn.wait(sfn.start(sfn.machine(definition, "t"), {"a": 1}), timeout=5.0)
+    assert (result.status, result.output) == ("SUCCEEDED", {"a": 1})
+    assert interpreter.CLOCK.now() >= 3600
+    assert result.states_entered == ["W", "P"]
 
 
 def test_string_variables_survive_quotes_and_backslashes(sfn: Interpreter) -> None:

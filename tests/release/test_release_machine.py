@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.release.conftest import Rollout
 from tests.release.driver import Execution, Interpreter
 from tests.release.fakes import ACCOUNT, REGION, FakeAws, FakeError, MigrationPlan, RolloutPlan, digest_of
 from tests.release.world import APPS, BY_KEY, MIGRATE_FAMILY, MIGRATE_REPOSITORY, build_world
@@ -32,6 +33,13 @@ def assert_lease_free(fake: FakeAws) -> None:
     assert "release" not in fake.lease_items, fake.lease_items
 
 
+def assert_lease_released(fake: FakeAws, result: Execution) -> None:
+    """This execution took the lease and freed it itself (conditional DeleteItem on its own ARN)."""
+    assert [c.params["Item"]["Owner"]["S"] for c in fake.calls_of("PutItem")][-1:] == [result.arn]
+    assert any(c.params["ExpressionAttributeValues"] == {":me": {"S": result.arn}} for c in fake.calls_of("DeleteItem"))
+    assert_lease_free(fake)
+
+
 def untouched_services(fake: FakeAws, *, except_: tuple[str, ...] = ()) -> None:
     for app in APPS:
         if app.key in except_:
@@ -41,8 +49,8 @@ def untouched_services(fake: FakeAws, *, except_: tuple[str, ...] = ()) -> None:
 
 
 # ---- success -------------------------------------------------------------------------------------
-def test_default_release_migrates_then_deploys_the_schema_services(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
-    result = run(sfn, machine, {"imageTag": TAG})
+def test_default_release_migrates_then_deploys_the_schema_services(sfn: Interpreter, rollout: Rollout, fake: FakeAws) -> None:
+    result = run(sfn, rollout.machine, {"imageTag": TAG})
     assert result.status == "SUCCEEDED", (result.error, result.cause)
 
     migrate = fake.latest(MIGRATE_FAMILY)
@@ -98,7 +106,24 @@ def test_default_release_migrates_then_deploys_the_schema_services(sfn: Interpre
     assert recorded["digests"] == {"api": digest_of(api.repository, TAG)}
     assert recorded["execution"] == result.arn
     assert recorded["releasedAt"]
-    assert_lease_free(fake)
+    assert_lease_released(fake, result)
+    assert_polls(rollout, result, fake, rollout_seconds=RolloutPlan().rollout_seconds)
+
+
+def assert_polls(rollout: Rollout, result: Execution, fake: FakeAws, *, rollout_seconds: float) -> None:
+    """One DescribeServices call (one TaskScheduled event, what docs/release.md says to look for on
+    AWS) per poll; "retry" enters WaitForRollout once and polls at once after UpdateService, then
+    every 10 s; "wait-loop" waits 10 s first and enters three states per poll."""
+    scheduled = [e for e in result.history if e["type"] == "TaskScheduled" and "describeServices" in json.dumps(e, default=str)]
+    polls = len(fake.calls_of("DescribeServices")) - 2  # CheckServices and DescribeService before
+    assert len(scheduled) == polls + 2
+    entered = result.states_entered
+    if rollout.poll == "retry":
+        assert polls == rollout_seconds // 10 + 1
+        assert entered.count("WaitForRollout") == 1
+    else:
+        assert polls == rollout_seconds // 10
+        assert [entered.count(s) for s in ("PollDelay", "WaitForRollout", "RolloutProgress")] == [polls] * 3
 
 
 def run_task_arn(fake: FakeAws) -> str:
@@ -106,9 +131,9 @@ def run_task_arn(fake: FakeAws) -> str:
     return arn
 
 
-def test_without_migration_deploys_several_services_in_the_order_given(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+def test_without_migration_deploys_several_services_in_the_order_given(sfn: Interpreter, rollout: Rollout, fake: FakeAws) -> None:
     fake.images.pop(MIGRATE_REPOSITORY)  # migrate=false needs no migrate image
-    result = run(sfn, machine, {"imageTag": TAG, "services": ["landing", "api", "admin"], "migrate": False})
+    result = run(sfn, rollout.machine, {"imageTag": TAG, "services": ["landing", "api", "admin"], "migrate": False})
     assert result.status == "SUCCEEDED", (result.error, result.cause)
     assert result.output["migration"] is None
     assert [s["app"] for s in result.output["services"]] == ["landing", "api", "admin"]
@@ -120,7 +145,7 @@ def test_without_migration_deploys_several_services_in_the_order_given(sfn: Inte
     assert updates == sorted(updates)
     untouched_services(fake, except_=("landing", "api", "admin"))
     assert set(json.loads(fake.parameters[PARAMETER]["Value"])["digests"]) == {"landing", "api", "admin"}
-    assert_lease_free(fake)
+    assert_lease_released(fake, result)
 
 
 def test_all_five_services_with_migration(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
@@ -128,7 +153,7 @@ def test_all_five_services_with_migration(sfn: Interpreter, machine: str, fake: 
     assert result.status == "SUCCEEDED", (result.error, result.cause)
     assert [s["rolloutState"] for s in result.output["services"]] == ["COMPLETED"] * 5
     assert len(fake.calls_of("UpdateService")) == 5
-    assert_lease_free(fake)
+    assert_lease_released(fake, result)
 
 
 # ---- rendering task definitions ------------------------------------------------------------------
@@ -337,18 +362,18 @@ def test_the_service_task_definition_is_read_under_the_lease_not_before_it(sfn: 
     assert rendered["containerDefinitions"][0]["image"].endswith(f"@{digest_of(api.repository, TAG)}")
 
 
-def test_a_service_deleted_before_its_turn_fails_the_release_naming_it(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+def test_a_service_deleted_before_its_turn_fails_the_release_naming_it(sfn: Interpreter, rollout: Rollout, fake: FakeAws) -> None:
     api, admin = BY_KEY["api"], BY_KEY["admin"]
 
     def delete_admin_after_the_pre_flight_check(f: FakeAws, attempts: int) -> None:
         f.services.pop(admin.service, None)
 
     fake.on_put_item = delete_admin_after_the_pre_flight_check
-    result = run(sfn, machine, {"imageTag": TAG, "services": ["api", "admin"], "migrate": False})
+    result = run(sfn, rollout.machine, {"imageTag": TAG, "services": ["api", "admin"], "migrate": False})
     assert (result.status, result.error) == ("FAILED", "DeploymentFailed")
-    assert admin.service in result.cause and "not found" in result.cause
+    assert admin.service in result.cause and "not found" in result.cause and result.cause.startswith("not deployed: ")
     assert [c.params["service"] for c in fake.calls_of("UpdateService")] == [api.service]
-    assert_lease_free(fake)
+    assert_lease_released(fake, result)
 
 
 def test_two_releases_started_together_never_interleave(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
@@ -445,9 +470,9 @@ def test_migration_timeout(sfn: Interpreter, machine: str, fake: FakeAws) -> Non
 
 
 # ---- deployments -------------------------------------------------------------------------------------
-def test_rollout_failed_and_rolled_back_is_a_deployment_failure(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+def test_rollout_failed_and_rolled_back_is_a_deployment_failure(sfn: Interpreter, rollout: Rollout, fake: FakeAws) -> None:
     fake.rollouts[BY_KEY["admin"].service] = RolloutPlan(outcome="FAILED", rollout_seconds=90, reason="tasks failed to start")
-    result = run(sfn, machine, {"imageTag": TAG, "services": ["api", "admin", "landing"], "migrate": False})
+    result = run(sfn, rollout.machine, {"imageTag": TAG, "services": ["api", "admin", "landing"], "migrate": False})
     assert (result.status, result.error) == ("FAILED", "DeploymentFailed")
     assert BY_KEY["admin"].service in result.cause and "FAILED" in result.cause
     assert "tasks failed to start" in result.cause and "rolled the service back" in result.cause
@@ -455,30 +480,48 @@ def test_rollout_failed_and_rolled_back_is_a_deployment_failure(sfn: Interpreter
     assert [c.params["service"] for c in fake.calls_of("UpdateService")] == [BY_KEY["api"].service, BY_KEY["admin"].service]
     untouched_services(fake, except_=("api", "admin"))
     assert PARAMETER not in fake.parameters
-    assert_lease_free(fake)
+    assert_lease_released(fake, result)
 
 
-def test_a_deployment_that_disappears_is_a_deployment_failure(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+def test_a_deployment_that_disappears_is_a_deployment_failure(sfn: Interpreter, rollout: Rollout, fake: FakeAws) -> None:
     fake.rollouts[BY_KEY["api"].service] = RolloutPlan(outcome="GONE", rollout_seconds=30)
-    result = run(sfn, machine, {"imageTag": TAG, "migrate": False})
+    result = run(sfn, rollout.machine, {"imageTag": TAG, "migrate": False})
     assert (result.status, result.error) == ("FAILED", "DeploymentFailed")
     assert "no longer listed" in result.cause
     # Not necessarily a rollback: the cause sends the reader to the service events, it does not
     # claim the circuit breaker restored the previous task definition.
     assert "rolled the service back to its previous task definition" not in result.cause
     assert "another deployment replaced it" in result.cause
-    assert_lease_free(fake)
+    assert_lease_released(fake, result)
 
 
-def test_a_rollout_slower_than_the_timeout_is_a_deployment_failure(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+def test_a_rollout_slower_than_the_timeout_is_a_deployment_failure(sfn: Interpreter, rollout: Rollout, fake: FakeAws) -> None:
     fake.rollouts[BY_KEY["api"].service] = RolloutPlan(rollout_seconds=3 * 3600)
-    result = run(sfn, machine, {"imageTag": TAG, "migrate": False})
+    result = run(sfn, rollout.machine, {"imageTag": TAG, "migrate": False})
     assert (result.status, result.error) == ("FAILED", "DeploymentFailed")
-    assert "did not finish within 1800 s" in result.cause
-    # Bounded: one poll every 10 s for 30 minutes, plus the first (after the pre-flight check and
-    # the read of the service's current task definition).
-    assert len(fake.calls_of("DescribeServices")) == 1 + 1 + 1 + 180
-    assert_lease_free(fake)
+    assert "did not finish within 1800 s" in result.cause and BY_KEY["api"].service in result.cause
+    # Bounded: one poll every 10 s for 30 minutes (after the pre-flight check and the read of the
+    # service's current task definition).
+    assert_polls(rollout, result, fake, rollout_seconds=1800)
+    # The last poll is at the rollout timeout, not before.
+    update = fake.calls_of("UpdateService")[0].at
+    assert fake.calls_of("DescribeServices")[-1].at - update == pytest.approx(1800, abs=1)
+    assert_lease_released(fake, result)
+
+
+def test_the_wait_loop_poll_budget_is_per_service(sfn: Interpreter, wait_loop_definition: dict[str, Any], fake: FakeAws) -> None:
+    # The poll counter starts again at UpdateService: two rollouts whose polls together exceed one
+    # rollout's budget (150 + 31 > 180) both succeed. ("retry" mode's budget is its Retrier's,
+    # which starts again each time WaitForRollout is entered.)
+    fake.rollouts[BY_KEY["api"].service] = RolloutPlan(rollout_seconds=1500)
+    fake.rollouts[BY_KEY["admin"].service] = RolloutPlan(rollout_seconds=310)
+    result = run(
+        sfn, sfn.machine(wait_loop_definition, "release-wait-loop"), {"imageTag": TAG, "services": ["api", "admin"], "migrate": False}
+    )
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert [s["rolloutState"] for s in result.output["services"]] == ["COMPLETED"] * 2
+    assert result.states_entered.count("PollDelay") == 150 + 31
+    assert_lease_released(fake, result)
 
 
 def test_services_without_circuit_breaker_rollback_stop_the_release_before_anything_changes(

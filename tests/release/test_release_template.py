@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -164,4 +165,108 @@ def test_more_services_than_one_describe_services_call_takes_are_refused() -> No
             lease_wait=Duration.minutes(20),
             rollout_timeout=Duration.minutes(30),
             notify_email=None,
+        )
+
+
+# ---- rollout poll modes ----------------------------------------------------------------------------
+def all_states(states: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every state, those of Map item processors included."""
+    for name, state in states.items():
+        yield name, state
+        if "ItemProcessor" in state:
+            yield from all_states(state["ItemProcessor"]["States"])
+
+
+def evaluated_after_the_call(state: dict[str, Any]) -> list[Any]:
+    """A state's Assign and Output, its Choice rules' and its Catchers' included."""
+    blocks = [state.get("Assign"), state.get("Output")]
+    for nested in (*state.get("Choices", []), *state.get("Catch", [])):
+        blocks += [nested.get("Assign"), nested.get("Output")]
+    return [b for b in blocks if b is not None]
+
+
+def test_wait_loop_relies_on_no_jsonata_error(wait_loop_definition: dict[str, Any]) -> None:
+    # Nothing of "wait-loop" depends on how Step Functions treats an error raised while evaluating
+    # a state's Assign or Output (docs/release.md, "How a rollout is polled").
+    for name, state in all_states(wait_loop_definition["States"]):
+        for block in evaluated_after_the_call(state):
+            assert "$error(" not in json.dumps(block), name
+        for handler in (*state.get("Retry", []), *state.get("Catch", [])):
+            assert "States.QueryEvaluationError" not in handler["ErrorEquals"], name
+    deploy = wait_loop_definition["States"]["DeployServices"]["ItemProcessor"]["States"]
+    assert deploy["UpdateService"]["Next"] == "PollDelay"
+    assert deploy["PollDelay"] == {**deploy["PollDelay"], "Type": "Wait", "Seconds": 10, "Next": "WaitForRollout"}
+    assert deploy["WaitForRollout"]["Next"] == "RolloutProgress"
+    progress = deploy["RolloutProgress"]
+    assert [rule["Next"] for rule in progress["Choices"]] == ["ServiceDeployed", "PollDelay"]
+    assert "$polls < 180" in progress["Choices"][1]["Condition"] and progress["Default"] == "RolloutFailed"
+
+
+def test_retry_mode_polls_with_a_retrier_on_the_query_evaluation_error(definition: dict[str, Any]) -> None:
+    deploy = definition["States"]["DeployServices"]["ItemProcessor"]["States"]
+    assert "PollDelay" not in deploy and "RolloutProgress" not in deploy
+    (poll, _) = deploy["WaitForRollout"]["Retry"]
+    assert poll == {"ErrorEquals": ["States.QueryEvaluationError"], "IntervalSeconds": 10, "MaxAttempts": 180, "BackoffRate": 1.0}
+    assert "$error(" in json.dumps(deploy["WaitForRollout"]["Assign"])
+
+
+ROLLOUT_STATES = {"DescribeService", "ServiceFound", "UpdateService", "PollDelay", "WaitForRollout", "RolloutResult", "RolloutProgress"}
+
+
+def test_the_modes_differ_only_in_how_the_deployment_is_waited_for(
+    definition: dict[str, Any], wait_loop_definition: dict[str, Any]
+) -> None:
+    # The wait-loop definition comes from a synthesis of its own: everything else must be the
+    # example environment's, the execution timeout (and so the lease's expiry) included.
+    def outside(d: dict[str, Any]) -> dict[str, Any]:
+        d = json.loads(json.dumps(d))
+        states = d["States"]["DeployServices"]["ItemProcessor"]["States"]
+        for name in ROLLOUT_STATES:
+            states.pop(name, None)
+        return d
+
+    assert outside(wait_loop_definition) == outside(definition)
+    retry_update = definition["States"]["DeployServices"]["ItemProcessor"]["States"]["UpdateService"]
+    loop_update = wait_loop_definition["States"]["DeployServices"]["ItemProcessor"]["States"]["UpdateService"]
+    assert {**loop_update, "Next": None, "Assign": None} == {**retry_update, "Next": None, "Assign": None}
+    assert loop_update["Assign"] == {**retry_update["Assign"], "polls": 0}
+
+
+@pytest.mark.parametrize("poll", ["retry", "wait-loop"])
+def test_the_execution_timeout_bounds_every_wait_in_both_modes(
+    poll: str, definition: dict[str, Any], wait_loop_definition: dict[str, Any]
+) -> None:
+    chosen = definition if poll == "retry" else wait_loop_definition
+    lease = chosen["States"]["AcquireLease"]["Retry"][0]
+    lease_wait = lease["IntervalSeconds"] * lease["MaxAttempts"]
+    migration = chosen["States"]["RunMigration"]["TimeoutSeconds"]
+    # Each of the five services: 180 polls 10 s apart, each allowed 1 s for its call and transitions.
+    rollouts = len(APPS) * (1800 + 180 * 1)
+    assert chosen["TimeoutSeconds"] >= lease_wait + migration + rollouts
+
+
+def test_an_unknown_rollout_poll_mode_is_refused() -> None:
+    stack = Stack(App(), "BadMode")
+    repository = ecr.Repository.from_repository_name(stack, "Repo", "repo")
+    role = iam.Role.from_role_arn(stack, "Role", "arn:aws:iam::123456789012:role/r")
+    with pytest.raises(ValueError, match="rollout_poll must be one of retry, wait-loop"):
+        ReleaseStateMachine(
+            stack,
+            "Release",
+            name_prefix="p",
+            env_name="e",
+            cluster_name="default",
+            subnet_ids=["subnet-1"],
+            migrate_security_group_id="sg-1",
+            migrate_task_family="migrate",
+            migrate_container_name="migrate",
+            migrate_repository=repository,
+            migrate_task_role=role,
+            migrate_execution_role=role,
+            migrate_timeout=Duration.minutes(15),
+            services=[ServiceTarget("api", "svc", "Main", repository, True)],
+            lease_wait=Duration.minutes(20),
+            rollout_timeout=Duration.minutes(30),
+            notify_email=None,
+            rollout_poll="wait_loop",  # type: ignore[arg-type]
         )
