@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +25,11 @@ def main() -> None:
         sys.exit(1)
     add_environments(app, [config])
     app.synth()
+    # The cloud assembly is complete on disk. Skip the orderly teardown of jsii's Node process and
+    # of thousands of proxy objects: it is a third of a second of every synth, diff and deploy.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
