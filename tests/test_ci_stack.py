@@ -17,7 +17,7 @@ from config import EnvironmentConfig, load_config
 from constructs.ci_access import ECR_PUSH_PULL_ACTIONS
 from release.environment import load_environment
 from stacks.ci_stack import CiStack
-from tests.conftest import ROOT, Synthesized
+from tests.support import ROOT, Synthesized
 
 READ_ONLY_REVIEW_ACTIONS = {"sts:AssumeRole", "cloudformation:DescribeStacks", "cloudformation:GetTemplate"}
 DEPLOY_ACTIONS = {

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from config import ConfigError, load_config
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def _example() -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aws_cdk.assertions import Match
 
-from tests.conftest import Synthesized
+from tests.support import Synthesized
 
 DB_SG = "sg-0a1b2c3d4e5f60003"
 SUBNETS = ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"]

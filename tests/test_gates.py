@@ -9,7 +9,7 @@ from aws_cdk import Stack
 from aws_cdk.assertions import Annotations, Match
 from cfnlint.api import ManualArgs, lint_file
 
-from tests.conftest import Synthesized
+from tests.support import Synthesized
 
 
 def _stacks(synthesized: Synthesized) -> list[Stack]:

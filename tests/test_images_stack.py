@@ -7,7 +7,7 @@ import json
 from aws_cdk.assertions import Match
 
 from stacks import EnvironmentStacks
-from tests.conftest import Synthesized
+from tests.support import Synthesized
 
 NAMES = ["api-cashsouk", "admin-cashsouk", "investor-cashsouk", "issuer-cashsouk", "landing-cashsouk", "cashsouk-migrate"]
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import constructs as library
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 CONSTRUCT_MODULES = sorted(path.stem for path in (ROOT / "constructs").glob("*.py"))
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_cdk.assertions import Match
 
-from tests.conftest import Synthesized
+from tests.support import Synthesized
 
 OWNER_SECRET = "arn:aws:secretsmanager:ap-southeast-5:123456789012:secret:rds!db-0example-AbCdEf"
 

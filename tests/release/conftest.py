@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from constructs.release_definition import ROLLOUT_POLL_MODES
-from tests.conftest import WAIT_LOOP_ENV
 from tests.release.driver import Interpreter, interpreter_session, resolve_definition, state_machines
+from tests.support import WAIT_LOOP_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 MACHINE = "cashsouk-example-release"
