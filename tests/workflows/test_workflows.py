@@ -11,6 +11,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -301,6 +302,22 @@ def test_manual_rebuild_ignores_the_released_commit(monorepo: Path, tmp_path: Pa
     assert lines[-1] == "services=api admin investor issuer landing"
 
 
+def _run_retag(tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], Callable[[], str]]:
+    """Run deploy.yml's re-tag step for admin-cashsouk (released tag a…a, new tag SHA) against the
+    stub `aws` in tmp_path/bin; returns the result and a reader of what it wrote to GITHUB_OUTPUT."""
+    output = tmp_path / "github_output"
+    output.write_text("")
+    env = {
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "GITHUB_OUTPUT": str(output),
+        "RUNNER_TEMP": str(tmp_path),
+        "REPOSITORY": "admin-cashsouk",
+        "BASE_TAG": "a" * 40,
+        "IMAGE_TAG": SHA,
+    }
+    return _run_step(_step(_load("deploy.yml"), "image", "retag")["run"], tmp_path, env), output.read_text
+
+
 def test_retag_puts_the_released_manifest_bytes_under_the_new_tag(tmp_path: Path) -> None:
     manifest = '{\n   "schemaVersion": 2,\n   "mediaType": "application/vnd.docker.distribution.manifest.v2+json"\n}\n'
     batch = {
@@ -316,19 +333,9 @@ def test_retag_puts_the_released_manifest_bytes_under_the_new_tag(tmp_path: Path
         "failures": [],
     }
     _stub_aws(tmp_path / "bin", tmp_path / "aws.log", {"ecr batch-get-image": batch, "ecr put-image": "{}"})
-    output = tmp_path / "github_output"
-    output.write_text("")
-    env = {
-        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
-        "GITHUB_OUTPUT": str(output),
-        "RUNNER_TEMP": str(tmp_path),
-        "REPOSITORY": "admin-cashsouk",
-        "BASE_TAG": "a" * 40,
-        "IMAGE_TAG": SHA,
-    }
-    result = _run_step(_step(_load("deploy.yml"), "image", "retag")["run"], tmp_path, env)
+    result, output = _run_retag(tmp_path)
     assert result.returncode == 0, result.stderr
-    assert output.read_text() == "retagged=true\n"
+    assert output() == "retagged=true\n"
     calls = [json.loads(line) for line in (tmp_path / "aws.log").read_text().splitlines()]
     assert [c["args"][:2] for c in calls] == [["ecr", "batch-get-image"], ["ecr", "put-image"]]
     put = calls[1]
@@ -343,19 +350,9 @@ def test_retag_falls_back_to_a_build_when_the_released_image_is_gone(tmp_path: P
     _stub_aws(
         tmp_path / "bin", tmp_path / "aws.log", {"ecr batch-get-image": {"images": [], "failures": [{"failureCode": "ImageNotFound"}]}}
     )
-    output = tmp_path / "github_output"
-    output.write_text("")
-    env = {
-        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
-        "GITHUB_OUTPUT": str(output),
-        "RUNNER_TEMP": str(tmp_path),
-        "REPOSITORY": "admin-cashsouk",
-        "BASE_TAG": "a" * 40,
-        "IMAGE_TAG": SHA,
-    }
-    result = _run_step(_step(_load("deploy.yml"), "image", "retag")["run"], tmp_path, env)
+    result, output = _run_retag(tmp_path)
     assert result.returncode == 0, result.stderr
-    assert output.read_text() == "retagged=false\n"
+    assert output() == "retagged=false\n"
 
 
 @pytest.mark.parametrize(
@@ -431,19 +428,9 @@ def test_retag_that_already_happened_does_not_fail_the_run(tmp_path: Path, error
             "ecr describe-images": "sha256:" + "c" * 64 + "\n",
         },
     )
-    output = tmp_path / "github_output"
-    output.write_text("")
-    env = {
-        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
-        "GITHUB_OUTPUT": str(output),
-        "RUNNER_TEMP": str(tmp_path),
-        "REPOSITORY": "admin-cashsouk",
-        "BASE_TAG": "a" * 40,
-        "IMAGE_TAG": SHA,
-    }
-    result = _run_step(_step(_load("deploy.yml"), "image", "retag")["run"], tmp_path, env)
+    result, output = _run_retag(tmp_path)
     assert result.returncode == 0, result.stderr
-    assert output.read_text() == "retagged=true\n"
+    assert output() == "retagged=true\n"
 
 
 def test_retag_fails_when_the_tag_names_another_image(tmp_path: Path) -> None:
@@ -456,20 +443,10 @@ def test_retag_fails_when_the_tag_names_another_image(tmp_path: Path) -> None:
             "ecr describe-images": "sha256:" + "d" * 64 + "\n",
         },
     )
-    output = tmp_path / "github_output"
-    output.write_text("")
-    env = {
-        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
-        "GITHUB_OUTPUT": str(output),
-        "RUNNER_TEMP": str(tmp_path),
-        "REPOSITORY": "admin-cashsouk",
-        "BASE_TAG": "a" * 40,
-        "IMAGE_TAG": SHA,
-    }
-    result = _run_step(_step(_load("deploy.yml"), "image", "retag")["run"], tmp_path, env)
+    result, output = _run_retag(tmp_path)
     assert result.returncode == 1
     assert "already names sha256:dddd" in result.stdout
-    assert output.read_text() == ""
+    assert output() == ""
 
 
 def _build_env(tmp_path: Path, app: str, build_args: str = "") -> dict[str, str]:
