@@ -141,31 +141,34 @@ def test_lease_table_parameter_and_rules(release_stack_template: dict[str, Any])
     template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
 
 
-def test_more_services_than_one_describe_services_call_takes_are_refused() -> None:
-    stack = Stack(App(), "TooMany")
+def _build_in_a_bare_stack(*, app_count: int = 1, **overrides: Any) -> None:
+    """Construct a ReleaseStateMachine outside the app, to see what its constructor refuses."""
+    stack = Stack(App(), "Bare")
     repository = ecr.Repository.from_repository_name(stack, "Repo", "repo")
     role = iam.Role.from_role_arn(stack, "Role", "arn:aws:iam::123456789012:role/r")
-    services = [ServiceTarget(f"app{i}", f"svc{i}", "Main", repository, True) for i in range(MAX_SERVICES + 1)]
+    arguments: dict[str, Any] = {
+        "name_prefix": "p",
+        "env_name": "e",
+        "cluster_name": "default",
+        "subnet_ids": ["subnet-1"],
+        "migrate_security_group_id": "sg-1",
+        "migrate_task_family": "migrate",
+        "migrate_container_name": "migrate",
+        "migrate_repository": repository,
+        "migrate_task_role": role,
+        "migrate_execution_role": role,
+        "migrate_timeout": Duration.minutes(15),
+        "services": [ServiceTarget(f"app{i}", f"svc{i}", "Main", repository, True) for i in range(app_count)],
+        "lease_wait": Duration.minutes(20),
+        "rollout_timeout": Duration.minutes(30),
+        "notify_email": None,
+    }
+    ReleaseStateMachine(stack, "Release", **(arguments | overrides))
+
+
+def test_more_services_than_one_describe_services_call_takes_are_refused() -> None:
     with pytest.raises(ValueError, match="at most 10 services"):
-        ReleaseStateMachine(
-            stack,
-            "Release",
-            name_prefix="p",
-            env_name="e",
-            cluster_name="default",
-            subnet_ids=["subnet-1"],
-            migrate_security_group_id="sg-1",
-            migrate_task_family="migrate",
-            migrate_container_name="migrate",
-            migrate_repository=repository,
-            migrate_task_role=role,
-            migrate_execution_role=role,
-            migrate_timeout=Duration.minutes(15),
-            services=services,
-            lease_wait=Duration.minutes(20),
-            rollout_timeout=Duration.minutes(30),
-            notify_email=None,
-        )
+        _build_in_a_bare_stack(app_count=MAX_SERVICES + 1)
 
 
 # ---- rollout poll modes ----------------------------------------------------------------------------
@@ -246,27 +249,5 @@ def test_the_execution_timeout_bounds_every_wait_in_both_modes(
 
 
 def test_an_unknown_rollout_poll_mode_is_refused() -> None:
-    stack = Stack(App(), "BadMode")
-    repository = ecr.Repository.from_repository_name(stack, "Repo", "repo")
-    role = iam.Role.from_role_arn(stack, "Role", "arn:aws:iam::123456789012:role/r")
     with pytest.raises(ValueError, match="rollout_poll must be one of retry, wait-loop"):
-        ReleaseStateMachine(
-            stack,
-            "Release",
-            name_prefix="p",
-            env_name="e",
-            cluster_name="default",
-            subnet_ids=["subnet-1"],
-            migrate_security_group_id="sg-1",
-            migrate_task_family="migrate",
-            migrate_container_name="migrate",
-            migrate_repository=repository,
-            migrate_task_role=role,
-            migrate_execution_role=role,
-            migrate_timeout=Duration.minutes(15),
-            services=[ServiceTarget("api", "svc", "Main", repository, True)],
-            lease_wait=Duration.minutes(20),
-            rollout_timeout=Duration.minutes(30),
-            notify_email=None,
-            rollout_poll="wait_loop",  # type: ignore[arg-type]
-        )
+        _build_in_a_bare_stack(rollout_poll="wait_loop")
