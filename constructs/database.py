@@ -7,7 +7,7 @@ what RDS Proxy signs in with for the services.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import CfnResource, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_rds as rds
@@ -134,6 +134,7 @@ class Database(Construct):
             open=False,
             security_groups=[endpoint_group],
         )
+        self.secrets_endpoint_dns_name = Fn.select(1, Fn.split(":", Fn.select(0, self.secrets_endpoint.vpc_endpoint_dns_entries)))
         secrets = [self.owner_secret.secret_arn, self.app_secret.secret_arn]
         account = Stack.of(self).account
         in_account = {"StringEquals": {"aws:PrincipalAccount": account}}
@@ -174,7 +175,12 @@ class Database(Construct):
                 vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
             )
             if secret is None:
-                instance.add_rotation_single_user(**options)  # type: ignore[arg-type]
+                rotation = instance.add_rotation_single_user(**options)  # type: ignore[arg-type]
             else:
-                instance.add_rotation_multi_user(rotation_id, secret=secret, **options)  # type: ignore[arg-type]
+                rotation = instance.add_rotation_multi_user(rotation_id, secret=secret, **options)  # type: ignore[arg-type]
+            # CDK derives the URL from the endpoint's id (`https://vpce-….secretsmanager.<region>.<suffix>`);
+            # use the endpoint-specific DNS name AWS reports instead (`<zone>:<name>` in DnsEntries).
+            application = rotation.node.default_child
+            assert isinstance(application, CfnResource)
+            application.add_property_override("Parameters.endpoint", Fn.join("", ["https://", self.secrets_endpoint_dns_name]))
             self.rotation_security_groups.append(group)
