@@ -4,6 +4,7 @@ database, RDS Proxy with TLS, and the outputs that replace CI's VPC secrets."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk.assertions import Match
@@ -141,7 +142,7 @@ def test_proxy_role_trusts_only_rds_for_this_accounts_proxies(synthesized: Synth
         template.has_resource_properties("AWS::RDS::DBProxy", {"RoleArn": {"Fn::GetAtt": [next(iter(roles)), "Arn"]}})
 
 
-def _by_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+def _by_type(template: Mapping[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
     return {key: r for key, r in template["Resources"].items() if r["Type"] == resource_type}
 
 
