@@ -271,7 +271,9 @@ class CiAccess(Construct):
 
 # How cdk-nag shows the release stack's state machine and migrate log group in a finding: as the
 # reference (while the aspect runs before references are resolved) or as its import.
-_RELEASE_MACHINE = r'("Ref":"ReleaseStateMachine[0-9A-F]{8}"|"Fn::ImportValue":"[A-Za-z0-9-]+:ExportsOutputRefReleaseStateMachine[0-9A-F]{16}")'
+_RELEASE_MACHINE = (
+    r'("Ref":"ReleaseStateMachine[0-9A-F]{8}"|"Fn::ImportValue":"[A-Za-z0-9-]+:ExportsOutputRefReleaseStateMachine[0-9A-F]{16}")'
+)
 _MIGRATE_LOG_GROUP = r"(<MigrateLogs[0-9A-F]{8}>|[A-Za-z0-9-]+:ExportsOutputRefMigrateLogs[0-9A-F]{16})"
 
 
