@@ -179,6 +179,9 @@ class NotificationsConfig(_Strict):
 class GithubConfig(_Strict):
     repository: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")]
     deploy_branch: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_./-]+$")] = "main"
+    # The GitHub environment the deploy jobs declare; the deploy role trusts only its OIDC subject
+    # (`repo:<repository>:environment:<name>`), and its protection rule admits only deploy_branch.
+    deploy_environment: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,255}$")] = "production"
     # Reference the account's existing GitHub OIDC provider; None creates one.
     oidc_provider_arn: Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:oidc-provider/.+$")] | None = None
 

@@ -1,11 +1,14 @@
 """GitHub Actions' access to one environment: OIDC federation and two least-privilege roles.
 
-- The deploy role is for pushes to the deploy branch (`repo:<owner/name>:ref:refs/heads/<branch>`):
-  push and re-tag images in the project's repositories, start and follow the release state
-  machine, read the migrate task's logs and the environment's stack outputs. No ECS, no IAM
-  writes: the state machine does the releasing with its own role.
-- The review role is for pull requests (`repo:<owner/name>:pull_request`): read-only, enough for
-  `cdk diff` (the CDK bootstrap lookup role, DescribeStacks, GetTemplate).
+- The deploy role serves the deploy workflow alone: its trust names the GitHub environment the
+  deploy jobs declare (`repo:<owner/name>:environment:<name>`), and that environment's protection
+  rule admits only the deploy branch (a one-time GitHub setting, docs/ci.md). It may push and
+  re-tag images in the project's repositories, start, follow and stop releases, read the release
+  record and the lease, the migrate task's logs and the environment's stack outputs. No ECS, no
+  IAM, no KMS, no execution history: nothing a task definition holds reaches CI.
+- The review role is for pull requests (`repo:<owner/name>:pull_request`): it reads the four
+  stacks' templates and nothing else. `cdk diff` tries the CDK bootstrap roles, is refused, and
+  goes on with this role's own credentials (docs/ci.md, "cdk diff without the bootstrap roles").
 
 No long-lived keys: GitHub's OIDC token is exchanged for short-lived credentials, and each trust
 policy pins the token's audience and subject exactly (StringEquals, no wildcards).
@@ -25,8 +28,6 @@ from constructs import Construct
 
 GITHUB_OIDC_ISSUER = "token.actions.githubusercontent.com"
 GITHUB_OIDC_AUDIENCE = "sts.amazonaws.com"
-# The CDK bootstrap's default qualifier: `cdk bootstrap` names its roles with it.
-CDK_QUALIFIER = "hnb659fds"
 
 # Push (layers and manifests), pull (re-tagging reads the existing manifest) and DescribeImages
 # (CI skips work for a tag that already exists: tags are immutable).
@@ -40,10 +41,14 @@ ECR_PUSH_PULL_ACTIONS = [
     "ecr:PutImage",
     "ecr:UploadLayerPart",
 ]
+# What `cdk diff --method=template` calls with the review role's own credentials (the pinned CLI
+# reads each stack with DescribeStacks, then GetTemplate; tests/test_ci_diff.py records the calls).
+REVIEW_ACTIONS = ["cloudformation:DescribeStacks", "cloudformation:GetTemplate"]
 
 
-def github_subject_for_branch(repository: str, branch: str) -> str:
-    return f"repo:{repository}:ref:refs/heads/{branch}"
+def github_subject_for_environment(repository: str, environment: str) -> str:
+    """The OIDC `sub` of a job that declares `environment: <environment>` (GitHub's default claim)."""
+    return f"repo:{repository}:environment:{environment}"
 
 
 def github_subject_for_pull_requests(repository: str) -> str:
@@ -61,9 +66,10 @@ class CiAccess(Construct):
         deploy_role_name: str,
         review_role_name: str,
         github_repository: str,
-        deploy_branch: str,
+        deploy_environment: str,
         oidc_provider_arn: str | None,
         state_machine_arn: str,
+        history_table_name: str,
         repositories: Sequence[ecr.IRepository],
         migrate_log_group_name: str,
         stack_names: Sequence[str],
@@ -92,30 +98,81 @@ class CiAccess(Construct):
         else:
             self.oidc_provider_arn = oidc_provider_arn
 
-        self.deploy_subject = github_subject_for_branch(github_repository, deploy_branch)
+        self.deploy_subject = github_subject_for_environment(github_repository, deploy_environment)
         self.review_subject = github_subject_for_pull_requests(github_repository)
+        stacks = [stack.format_arn(service="cloudformation", resource="stack", resource_name=f"{name}/*") for name in stack_names]
 
-        # ---- deploy role ------------------------------------------------------------------------
+        self.deploy_role = iam.Role(
+            self,
+            "DeployRole",
+            role_name=deploy_role_name,
+            description=f"GitHub Actions, {self.deploy_subject}: push images, start, follow and stop releases",
+            assumed_by=self._github_principal(self.deploy_subject),
+            max_session_duration=Duration.hours(max_session_hours),
+            inline_policies={
+                "release": iam.PolicyDocument(
+                    statements=self._deploy_statements(
+                        stack,
+                        state_machine_arn=state_machine_arn,
+                        history_table_name=history_table_name,
+                        repositories=repositories,
+                        migrate_log_group_name=migrate_log_group_name,
+                        stacks=stacks,
+                        lease_table_arn=lease_table_arn,
+                        released_parameter_arn=released_parameter_arn,
+                    )
+                )
+            },
+        )
+        # ecr:GetAuthorizationToken has no resource level: it sits in a policy of its own, so the
+        # `Resource::*` suppression below covers exactly this one statement and a wildcard added
+        # to the release policy later would still be reported.
+        self.ecr_login_policy = iam.Policy(
+            self,
+            "EcrLogin",
+            roles=[self.deploy_role],
+            statements=[iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"])],
+        )
+
+        self.review_role = iam.Role(
+            self,
+            "ReviewRole",
+            role_name=review_role_name,
+            description=f"GitHub Actions, {self.review_subject}: reads the environment's templates, for cdk diff",
+            assumed_by=self._github_principal(self.review_subject),
+            max_session_duration=Duration.hours(1),
+            inline_policies={
+                "diff": iam.PolicyDocument(
+                    statements=[iam.PolicyStatement(sid="ReadDeployedTemplates", actions=REVIEW_ACTIONS, resources=stacks)]
+                )
+            },
+        )
+        self._suppress(stack_names)
+
+    @staticmethod
+    def _deploy_statements(
+        stack: Stack,
+        *,
+        state_machine_arn: str,
+        history_table_name: str,
+        repositories: Sequence[ecr.IRepository],
+        migrate_log_group_name: str,
+        stacks: Sequence[str],
+        lease_table_arn: str | None,
+        released_parameter_arn: str | None,
+    ) -> list[iam.PolicyStatement]:
         machine_name = stack.split_arn(state_machine_arn, ArnFormat.COLON_RESOURCE_NAME).resource_name
         executions = stack.format_arn(
-            service="states",
-            resource="execution",
-            resource_name=f"{machine_name}:*",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            service="states", resource="execution", resource_name=f"{machine_name}:*", arn_format=ArnFormat.COLON_RESOURCE_NAME
         )
-        log_group = stack.format_arn(
+        migrate_streams = stack.format_arn(
             service="logs",
             resource="log-group",
             resource_name=f"{migrate_log_group_name}:*",
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
-        stacks = [stack.format_arn(service="cloudformation", resource="stack", resource_name=f"{name}/*") for name in stack_names]
-        deploy_statements = [
-            iam.PolicyStatement(
-                sid="EcrLogin",
-                actions=["ecr:GetAuthorizationToken"],
-                resources=["*"],
-            ),
+        history_table = stack.format_arn(service="dynamodb", resource="table", resource_name=history_table_name)
+        statements = [
             iam.PolicyStatement(
                 sid="PushAndRetagImages",
                 actions=ECR_PUSH_PULL_ACTIONS,
@@ -126,66 +183,31 @@ class CiAccess(Construct):
                 actions=["states:StartExecution", "states:ListExecutions"],
                 resources=[state_machine_arn],
             ),
+            # Status, error name and cause only: the CLI asks DescribeExecution for METADATA_ONLY,
+            # and this role cannot decrypt the machine's data (no KMS rights) nor read its history.
             iam.PolicyStatement(
-                sid="FollowRelease",
-                actions=["states:DescribeExecution", "states:GetExecutionHistory"],
+                sid="FollowAndStopRelease",
+                actions=["states:DescribeExecution", "states:StopExecution"],
                 resources=[executions],
+            ),
+            # The release record (CONTRACT.md): state, phase, error and cause of every execution.
+            iam.PolicyStatement(
+                sid="ReadReleaseHistory",
+                actions=["dynamodb:GetItem", "dynamodb:Query"],
+                resources=[history_table],
             ),
             iam.PolicyStatement(
                 sid="ReadMigrateLogs",
                 actions=["logs:FilterLogEvents", "logs:GetLogEvents"],
-                resources=[log_group],
+                resources=[migrate_streams],
             ),
-            iam.PolicyStatement(
-                sid="ReadStackOutputs",
-                actions=["cloudformation:DescribeStacks"],
-                resources=stacks,
-            ),
+            iam.PolicyStatement(sid="ReadStackOutputs", actions=["cloudformation:DescribeStacks"], resources=list(stacks)),
         ]
         if lease_table_arn is not None:
-            deploy_statements.append(iam.PolicyStatement(sid="ReadLease", actions=["dynamodb:GetItem"], resources=[lease_table_arn]))
+            statements.append(iam.PolicyStatement(sid="ReadLease", actions=["dynamodb:GetItem"], resources=[lease_table_arn]))
         if released_parameter_arn is not None:
-            deploy_statements.append(
-                iam.PolicyStatement(sid="ReadReleased", actions=["ssm:GetParameter"], resources=[released_parameter_arn])
-            )
-        self.deploy_role = iam.Role(
-            self,
-            "DeployRole",
-            role_name=deploy_role_name,
-            description=f"GitHub Actions, {self.deploy_subject}: push images, start and follow releases",
-            assumed_by=self._github_principal(self.deploy_subject),
-            max_session_duration=Duration.hours(max_session_hours),
-            inline_policies={"release": iam.PolicyDocument(statements=deploy_statements)},
-        )
-
-        # ---- review role ------------------------------------------------------------------------
-        lookup_role = stack.format_arn(
-            service="iam",
-            region="",
-            resource="role",
-            resource_name=f"cdk-{CDK_QUALIFIER}-lookup-role-{stack.account}-{stack.region}",
-        )
-        self.review_role = iam.Role(
-            self,
-            "ReviewRole",
-            role_name=review_role_name,
-            description=f"GitHub Actions, {self.review_subject}: read-only, for cdk diff",
-            assumed_by=self._github_principal(self.review_subject),
-            max_session_duration=Duration.hours(1),
-            inline_policies={
-                "diff": iam.PolicyDocument(
-                    statements=[
-                        iam.PolicyStatement(sid="CdkLookupRole", actions=["sts:AssumeRole"], resources=[lookup_role]),
-                        iam.PolicyStatement(
-                            sid="ReadDeployedTemplates",
-                            actions=["cloudformation:DescribeStacks", "cloudformation:GetTemplate"],
-                            resources=stacks,
-                        ),
-                    ]
-                )
-            },
-        )
-        self._suppress(stack_names)
+            statements.append(iam.PolicyStatement(sid="ReadReleased", actions=["ssm:GetParameter"], resources=[released_parameter_arn]))
+        return statements
 
     def _github_principal(self, subject: str) -> iam.IPrincipal:
         return iam.WebIdentityPrincipal(
@@ -200,24 +222,36 @@ class CiAccess(Construct):
 
     def _suppress(self, stack_names: Sequence[str]) -> None:
         NagSuppressions.add_resource_suppressions(
-            self.deploy_role,
+            self.ecr_login_policy,
             [
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
                     reason=(
                         "ecr:GetAuthorizationToken supports no resource-level permissions (AWS documents resource '*'); "
                         "it only returns a docker login token, every push or pull is still checked against the "
-                        "repository statements."
+                        "repository statements. This policy holds that one statement and nothing else."
                     ),
                     applies_to=["Resource::*"],
-                ),
+                )
+            ],
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.deploy_role,
+            [
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
                     reason=(
                         "Execution ARNs end in the execution's name, which is chosen at start: the wildcard is "
-                        "limited to executions of the release state machine (Describe/GetExecutionHistory only)."
+                        "limited to executions of the release state machine (DescribeExecution, StopExecution)."
                     ),
-                    applies_to=[RegexAppliesTo(regex=r"/^Resource::arn:<AWS::Partition>:states:.*:execution:.*:\*$/")],
+                    applies_to=[
+                        RegexAppliesTo(
+                            regex=(
+                                r'/^Resource::arn:<AWS::Partition>:states:[^:]+:[^:]+:execution:\{"Fn::Select":\[6,'
+                                rf'\{{"Fn::Split":\[":",\{{{_RELEASE_MACHINE}\}}\]\}}\]\}}:\*$/'
+                            )
+                        )
+                    ],
                 ),
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
@@ -225,12 +259,22 @@ class CiAccess(Construct):
                         "Log stream names end in the migrate task's id, known only once it runs: the wildcard is "
                         "limited to streams of the migrate log group (read-only)."
                     ),
-                    applies_to=[RegexAppliesTo(regex=r"/^Resource::arn:<AWS::Partition>:logs:.*:log-group:.*:\*$/")],
+                    applies_to=[
+                        RegexAppliesTo(regex=rf"/^Resource::arn:<AWS::Partition>:logs:[^:]+:[^:]+:log-group:{_MIGRATE_LOG_GROUP}:\*$/")
+                    ],
                 ),
                 _stack_id_suppression(stack_names),
             ],
         )
         NagSuppressions.add_resource_suppressions(self.review_role, [_stack_id_suppression(stack_names)])
+
+
+# How cdk-nag shows the release stack's state machine and migrate log group in a finding: as the
+# reference (while the aspect runs before references are resolved) or as its import.
+_RELEASE_MACHINE = (
+    r'("Ref":"ReleaseStateMachine[0-9A-F]{8}"|"Fn::ImportValue":"[A-Za-z0-9-]+:ExportsOutputRefReleaseStateMachine[0-9A-F]{16}")'
+)
+_MIGRATE_LOG_GROUP = r"(<MigrateLogs[0-9A-F]{8}>|[A-Za-z0-9-]+:ExportsOutputRefMigrateLogs[0-9A-F]{16})"
 
 
 def _stack_id_suppression(stack_names: Sequence[str]) -> NagPackSuppression:

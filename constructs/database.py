@@ -7,14 +7,23 @@ what RDS Proxy signs in with for the services.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import CfnResource, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
 from cdk_nag import NagPackSuppression, NagSuppressions
 
 from config import DatabaseConfig
 from constructs import Construct
+
+# What the single- and multi-user rotation functions call on a secret (AWS's rotation templates).
+ROTATION_ACTIONS = [
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecretVersionStage",
+]
 
 _ENGINE_VERSIONS = {
     "15": rds.PostgresEngineVersion.VER_15,
@@ -87,8 +96,7 @@ class Database(Construct):
         self.app_secret = rds.DatabaseSecret(
             self, "AppSecret", username=new.app_username, secret_name=f"{name_prefix}/db-app", master_secret=instance.secret
         ).attach(instance)
-        instance.add_rotation_single_user(automatically_after=Duration.days(30))
-        instance.add_rotation_multi_user("AppUserRotation", secret=self.app_secret, automatically_after=Duration.days(30))
+        self._add_rotation(vpc, instance)
         if new.port == 5432:
             NagSuppressions.add_resource_suppressions(
                 instance,
@@ -99,3 +107,89 @@ class Database(Construct):
                     )
                 ],
             )
+
+    def _add_rotation(self, vpc: ec2.IVpc, instance: rds.DatabaseInstance) -> None:
+        """Rotate both secrets from the isolated subnets, through a Secrets Manager endpoint.
+
+        The rotation functions run beside the instance, in subnets with no route out. They reach
+        Secrets Manager through an interface endpoint there, by its own DNS name (private DNS off:
+        nothing else in the VPC is redirected to it), admitted by security group only from the
+        rotation functions, and its policy allows only the calls rotation makes, on these two
+        secrets. Without it, rotation times out.
+        """
+        self.secrets_endpoint = self._secrets_endpoint(vpc)
+        # `<hosted zone>:<name>`, the regional endpoint-specific name first (CloudFormation's DnsEntries).
+        dns_name = Fn.select(1, Fn.split(":", Fn.select(0, self.secrets_endpoint.vpc_endpoint_dns_entries)))
+        self.rotation_security_groups: list[ec2.SecurityGroup] = []
+        for rotation_id, secret in (("OwnerRotation", None), ("AppUserRotation", self.app_secret)):
+            group = ec2.SecurityGroup(
+                self,
+                f"{rotation_id}SecurityGroup",
+                vpc=vpc,
+                description=f"{rotation_id} function: PostgreSQL and Secrets Manager only",
+                allow_all_outbound=False,
+            )
+            # Ingress on the endpoint and egress from the function, both ways by Connections (the
+            # rotation adds the same for PostgreSQL).
+            self.secrets_endpoint.connections.allow_default_port_from(group, f"{rotation_id} function")
+            isolated = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+            every_30_days = Duration.days(30)
+            if secret is None:
+                rotation = instance.add_rotation_single_user(
+                    automatically_after=every_30_days, endpoint=self.secrets_endpoint, security_group=group, vpc_subnets=isolated
+                )
+            else:
+                rotation = instance.add_rotation_multi_user(
+                    rotation_id,
+                    secret=secret,
+                    automatically_after=every_30_days,
+                    endpoint=self.secrets_endpoint,
+                    security_group=group,
+                    vpc_subnets=isolated,
+                )
+            # CDK derives the URL from the endpoint's id (`https://vpce-….secretsmanager.<region>.<suffix>`),
+            # not a name AWS documents: give the function the endpoint-specific DNS name AWS reports.
+            application = rotation.node.default_child
+            assert isinstance(application, CfnResource)
+            application.add_property_override("Parameters.endpoint", Fn.join("", ["https://", dns_name]))
+            self.rotation_security_groups.append(group)
+
+    def _secrets_endpoint(self, vpc: ec2.IVpc) -> ec2.InterfaceVpcEndpoint:
+        group = ec2.SecurityGroup(
+            self,
+            "SecretsManagerEndpointSecurityGroup",
+            vpc=vpc,
+            description="Secrets Manager endpoint: from the rotation functions",
+            allow_all_outbound=False,
+        )
+        endpoint = ec2.InterfaceVpcEndpoint(
+            self,
+            "SecretsManagerEndpoint",
+            vpc=vpc,
+            service=ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+            subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
+            private_dns_enabled=False,
+            open=False,
+            security_groups=[group],
+        )
+        in_account = {"StringEquals": {"aws:PrincipalAccount": Stack.of(self).account}}
+        endpoint.add_to_policy(
+            iam.PolicyStatement(
+                sid="RotateTheDatabaseSecrets",
+                principals=[iam.AnyPrincipal()],
+                actions=ROTATION_ACTIONS,
+                resources=[self.owner_secret.secret_arn, self.app_secret.secret_arn],
+                conditions=in_account,
+            )
+        )
+        # GetRandomPassword has no resource: the new password comes from it.
+        endpoint.add_to_policy(
+            iam.PolicyStatement(
+                sid="GeneratePasswords",
+                principals=[iam.AnyPrincipal()],
+                actions=["secretsmanager:GetRandomPassword"],
+                resources=["*"],
+                conditions=in_account,
+            )
+        )
+        return endpoint

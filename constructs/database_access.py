@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_rds as rds
 
 from constructs import Construct
@@ -60,6 +61,7 @@ class DatabaseAccess(Construct):
         self.proxy = rds.DatabaseProxy(
             self,
             "Proxy",
+            role=self._proxy_role(),
             db_proxy_name=proxy_name,
             proxy_target=rds.ProxyTarget.from_instance(database.instance),
             secrets=[database.app_secret],
@@ -72,4 +74,27 @@ class DatabaseAccess(Construct):
             iam_auth=iam_auth,
             idle_client_timeout=Duration.minutes(30),
             debug_logging=False,
+        )
+
+    def _proxy_role(self) -> iam.Role:
+        """The role RDS Proxy assumes to read the app user's secret (DatabaseProxy grants the read).
+
+        Only RDS acting for a proxy of this account may assume it. The proxy's ARN ends in an id RDS
+        assigns (`db-proxy:prx-…`), so the source ARN is matched up to that id. The `IfExists` forms:
+        AWS recommends both keys for RDS but does not say that RDS Proxy sends them when it assumes
+        its role; if it does, they hold, and if it does not, the proxy still works.
+        """
+        stack = Stack.of(self)
+        proxies = stack.format_arn(service="rds", resource="db-proxy", resource_name="*", arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        return iam.Role(
+            self,
+            "ProxyRole",
+            description="RDS Proxy: reads the application user's secret",
+            assumed_by=iam.ServicePrincipal(
+                "rds.amazonaws.com",
+                conditions={
+                    "StringEqualsIfExists": {"aws:SourceAccount": stack.account},
+                    "ArnLikeIfExists": {"aws:SourceArn": proxies},
+                },
+            ),
         )

@@ -1,7 +1,7 @@
 """What GitHub Actions may do in one environment: the OIDC provider and the deploy/review roles.
 
 Deploys after the release stack (it names the state machine, the repositories and the migrate
-log group). The roles have fixed names (config.github_role_name), so the workflows
+log group; the release record's table is named from the config). The roles have fixed names (config.github_role_name), so the workflows
 derive their ARNs from the config; the outputs `DeployRoleArn` and `ReviewRoleArn` show them.
 """
 
@@ -17,6 +17,12 @@ from config import STACK_UNITS, EnvironmentConfig, github_role_name
 from constructs import Construct
 from constructs.ci_access import CiAccess
 from stacks.outputs import export
+
+
+def release_history_table_name(config: EnvironmentConfig) -> str:
+    """The release record's table (CONTRACT.md): named from the config, like the roles, so the
+    deploy role needs no export from the release stack for it."""
+    return f"{config.name_prefix}-{config.env_name}-release-history"
 
 
 class CiStack(Stack):
@@ -40,14 +46,19 @@ class CiStack(Stack):
             deploy_role_name=github_role_name(config.name_prefix, config.env_name, "deploy"),
             review_role_name=github_role_name(config.name_prefix, config.env_name, "review"),
             github_repository=config.github.repository,
-            deploy_branch=config.github.deploy_branch,
+            deploy_environment=config.github.deploy_environment,
             oidc_provider_arn=config.github.oidc_provider_arn,
             state_machine_arn=state_machine_arn,
+            history_table_name=release_history_table_name(config),
             repositories=repositories,
             migrate_log_group_name=migrate_log_group_name,
             stack_names=[config.stack_name(unit) for unit in STACK_UNITS],
             lease_table_arn=lease_table_arn,
             released_parameter_arn=released_parameter_arn,
         )
-        export(self, "DeployRoleArn", self.access.deploy_role.role_arn, "GitHub Actions role for pushes to the deploy branch")
-        export(self, "ReviewRoleArn", self.access.review_role.role_arn, "GitHub Actions role for pull requests (read-only, cdk diff)")
+        export(
+            self, "DeployRoleArn", self.access.deploy_role.role_arn, "GitHub Actions role of the deploy workflow (its GitHub environment)"
+        )
+        export(
+            self, "ReviewRoleArn", self.access.review_role.role_arn, "GitHub Actions role for pull requests (reads the templates, cdk diff)"
+        )

@@ -14,24 +14,33 @@ import yaml
 from aws_cdk.assertions import Template
 
 from config import EnvironmentConfig, load_config
-from constructs.ci_access import ECR_PUSH_PULL_ACTIONS
+from constructs.ci_access import ECR_PUSH_PULL_ACTIONS, github_subject_for_environment
 from release.environment import load_environment
 from stacks.ci_stack import CiStack
 from tests.support import ROOT, Synthesized
 
-READ_ONLY_REVIEW_ACTIONS = {"sts:AssumeRole", "cloudformation:DescribeStacks", "cloudformation:GetTemplate"}
+REVIEW_ACTIONS = {"cloudformation:DescribeStacks", "cloudformation:GetTemplate"}
 DEPLOY_ACTIONS = {
-    "ecr:GetAuthorizationToken",
     *ECR_PUSH_PULL_ACTIONS,
     "states:StartExecution",
     "states:ListExecutions",
     "states:DescribeExecution",
-    "states:GetExecutionHistory",
+    "states:StopExecution",
+    "dynamodb:Query",
+    "dynamodb:GetItem",
     "logs:GetLogEvents",
     "logs:FilterLogEvents",
     "cloudformation:DescribeStacks",
-    "dynamodb:GetItem",
     "ssm:GetParameter",
+}
+# Each of these would let CI read what a task definition holds (issue 9.6), or act on ECS.
+FORBIDDEN_ACTIONS = {
+    "states:GetExecutionHistory",
+    "states:DescribeStateMachine",
+    "states:DescribeStateMachineForExecution",
+    "kms:Decrypt",
+    "ecs:DescribeTaskDefinition",
+    "sts:AssumeRole",
 }
 
 
@@ -56,8 +65,25 @@ def _role(template: Template, suffix: str) -> dict[str, Any]:
     return role
 
 
-def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+def _role_statements(role: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for policy in role["Properties"].get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
+
+
+def _statements(template: Template, role_key: str) -> list[dict[str, Any]]:
+    """Every statement the role gets: its inline policies and the AWS::IAM::Policy resources attached to it."""
+    role = template.to_json()["Resources"][role_key]
+    attached = [
+        s
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": role_key} in policy["Properties"]["Roles"]
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    return _role_statements(role) + attached
+
+
+def _role_key(template: Template, suffix: str) -> str:
+    (key,) = [k for k, r in _roles(template).items() if r["Properties"]["RoleName"].endswith(suffix)]
+    return key
 
 
 def _actions(statement: dict[str, Any]) -> list[str]:
@@ -70,7 +96,11 @@ def _resources(statement: dict[str, Any]) -> list[Any]:
     return resources if isinstance(resources, list) else [resources]
 
 
-def test_only_two_roles_and_no_managed_policies(ci: tuple[CiStack, Template]) -> None:
+def _all_statements(template: Template) -> list[dict[str, Any]]:
+    return [s for key in _roles(template) for s in _statements(template, key)]
+
+
+def test_only_two_roles_no_managed_policies_and_one_policy_for_the_ecr_login(ci: tuple[CiStack, Template]) -> None:
     _, template = ci
     roles = _roles(template)
     assert sorted(r["Properties"]["RoleName"] for r in roles.values()) == [
@@ -78,39 +108,67 @@ def test_only_two_roles_and_no_managed_policies(ci: tuple[CiStack, Template]) ->
         "cashsouk-example-github-review",
     ]
     assert all("ManagedPolicyArns" not in r["Properties"] for r in roles.values())
-    template.resource_count_is("AWS::IAM::Policy", 0)
     template.resource_count_is("AWS::IAM::ManagedPolicy", 0)
+    (login,) = template.find_resources("AWS::IAM::Policy").values()
+    assert login["Properties"]["Roles"] == [{"Ref": _role_key(template, "-github-deploy")}]
+    assert login["Properties"]["PolicyDocument"]["Statement"] == [
+        {"Sid": "EcrLogin", "Action": "ecr:GetAuthorizationToken", "Effect": "Allow", "Resource": "*"}
+    ]
 
 
-def test_deploy_role_has_no_ecs_no_iam_and_no_wildcard_actions(ci: tuple[CiStack, Template]) -> None:
+def test_deploy_role_has_exactly_the_release_actions(ci: tuple[CiStack, Template]) -> None:
     _, template = ci
-    statements = _statements(_role(template, "-github-deploy"))
+    statements = _statements(template, _role_key(template, "-github-deploy"))
     actions = [action for s in statements for action in _actions(s)]
     assert all(s["Effect"] == "Allow" for s in statements)
-    assert not [a for a in actions if a.lower().startswith(("ecs:", "iam:"))]
-    assert not [a for a in actions if "*" in a]
-    assert set(actions) == DEPLOY_ACTIONS
+    assert not [a for a in actions if a.lower().startswith(("ecs:", "iam:", "kms:"))]
+    assert set(actions) == DEPLOY_ACTIONS | {"ecr:GetAuthorizationToken"}
+
+
+@pytest.mark.parametrize("action", sorted(FORBIDDEN_ACTIONS))
+def test_no_ci_principal_can_read_task_definitions_or_the_machines_data(ci: tuple[CiStack, Template], action: str) -> None:
+    """Issue 9.6: no history, no decryption of the machine's data, no task definitions, no bootstrap roles."""
+    _, template = ci
+    service = action.split(":", maxsplit=1)[0]
+    for statement in _all_statements(template):
+        for granted in _actions(statement):
+            assert granted not in (action, f"{service}:*"), statement
+
+
+def test_no_ci_principal_reads_the_state_machines_logs(ci: tuple[CiStack, Template], synthesized: Synthesized) -> None:
+    _, template = ci
+    release = synthesized.template("example", "release")
+    machine_logs = [
+        key
+        for key, group in release.find_resources("AWS::Logs::LogGroup").items()
+        if str(group["Properties"].get("LogGroupName", "")).startswith("/aws/vendedlogs/states/")
+    ]
+    assert len(machine_logs) == 2  # the release machine's and the lease cleanup's
+    for statement in _all_statements(template):
+        if any(a.startswith("logs:") for a in _actions(statement)):
+            (resource,) = _resources(statement)
+            text = json.dumps(resource)
+            assert "vendedlogs" not in text and not any(key in text for key in machine_logs)
+            assert text.count("Fn::ImportValue") == 1 and "MigrateLogs" in text
 
 
 def test_no_wildcard_action_anywhere(ci: tuple[CiStack, Template]) -> None:
     _, template = ci
-    for role in _roles(template).values():
-        for statement in _statements(role):
-            assert not [a for a in _actions(statement) if "*" in a], statement
-            assert "NotAction" not in statement and "NotResource" not in statement
+    for statement in _all_statements(template):
+        assert not [a for a in _actions(statement) if "*" in a], statement
+        assert "NotAction" not in statement and "NotResource" not in statement
 
 
 def test_only_the_ecr_login_has_resource_star(ci: tuple[CiStack, Template]) -> None:
     _, template = ci
-    for role in _roles(template).values():
-        for statement in _statements(role):
-            if "*" in _resources(statement):
-                assert _actions(statement) == ["ecr:GetAuthorizationToken"] and _resources(statement) == ["*"]
+    for statement in _all_statements(template):
+        if "*" in _resources(statement):
+            assert _actions(statement) == ["ecr:GetAuthorizationToken"] and _resources(statement) == ["*"]
 
 
 def test_images_go_only_to_the_projects_repositories(ci: tuple[CiStack, Template], example: EnvironmentConfig) -> None:
     _, template = ci
-    (push,) = [s for s in _statements(_role(template, "-github-deploy")) if s.get("Sid") == "PushAndRetagImages"]
+    (push,) = [s for s in _statements(template, _role_key(template, "-github-deploy")) if s.get("Sid") == "PushAndRetagImages"]
     imports = json.dumps(_resources(push))
     assert len(_resources(push)) == len(example.apps) + 1
     assert imports.count("Fn::ImportValue") == len(example.apps) + 1
@@ -118,10 +176,12 @@ def test_images_go_only_to_the_projects_repositories(ci: tuple[CiStack, Template
 
 def test_release_access_is_scoped(ci: tuple[CiStack, Template]) -> None:
     _, template = ci
-    by_sid = {s["Sid"]: s for s in _statements(_role(template, "-github-deploy"))}
+    by_sid = {s["Sid"]: s for s in _statements(template, _role_key(template, "-github-deploy"))}
     assert "Fn::ImportValue" in json.dumps(by_sid["StartRelease"]["Resource"])  # the machine itself, nothing else
-    follow = json.dumps(by_sid["FollowRelease"]["Resource"])
+    assert set(_actions(by_sid["StartRelease"])) == {"states:StartExecution", "states:ListExecutions"}
+    follow = json.dumps(by_sid["FollowAndStopRelease"]["Resource"])
     assert ":execution:" in follow and "Fn::Split" in follow
+    assert set(_actions(by_sid["FollowAndStopRelease"])) == {"states:DescribeExecution", "states:StopExecution"}
     logs_resource = json.dumps(by_sid["ReadMigrateLogs"]["Resource"])
     assert ":log-group:" in logs_resource and logs_resource.endswith('":*"]]}')
     stacks = json.dumps(by_sid["ReadStackOutputs"]["Resource"])
@@ -130,14 +190,28 @@ def test_release_access_is_scoped(ci: tuple[CiStack, Template]) -> None:
     assert stacks.count(":stack/") == 4
 
 
+def test_release_record_is_read_from_its_table_only(ci: tuple[CiStack, Template]) -> None:
+    """CONTRACT.md: the CLI reads state, error and cause from `<prefix>-<env>-release-history`."""
+    _, template = ci
+    by_sid = {s["Sid"]: s for s in _statements(template, _role_key(template, "-github-deploy"))}
+    history = by_sid["ReadReleaseHistory"]
+    assert sorted(_actions(history)) == ["dynamodb:GetItem", "dynamodb:Query"]
+    (resource,) = _resources(history)
+    assert json.dumps(resource).endswith(':dynamodb:ap-southeast-5:123456789012:table/cashsouk-example-release-history"]]}')
+    assert "/index/" not in json.dumps(resource)
+
+
 @pytest.mark.parametrize(
     ("suffix", "subject"),
     [
-        ("-github-deploy", "repo:Malcan-Technologies/shoraka:ref:refs/heads/main"),
+        ("-github-deploy", "repo:Malcan-Technologies/shoraka:environment:production"),
         ("-github-review", "repo:Malcan-Technologies/shoraka:pull_request"),
     ],
 )
-def test_trust_is_exactly_the_repository_and_ref(ci: tuple[CiStack, Template], suffix: str, subject: str) -> None:
+def test_trust_is_exactly_one_oidc_subject(ci: tuple[CiStack, Template], suffix: str, subject: str) -> None:
+    """StringEquals on aud and sub, nothing else: no StringLike, no wildcard admitting another
+    workflow, branch or event. The deploy role's subject is the GitHub environment's, which only
+    jobs declaring `environment: production` get, and its protection rule admits only main."""
     _, template = ci
     (statement,) = _role(template, suffix)["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
@@ -149,14 +223,23 @@ def test_trust_is_exactly_the_repository_and_ref(ci: tuple[CiStack, Template], s
             "token.actions.githubusercontent.com:sub": subject,
         }
     }
+    assert "*" not in json.dumps(statement["Condition"]) and "?" not in json.dumps(statement["Condition"])
 
 
-def test_review_role_is_read_only(ci: tuple[CiStack, Template]) -> None:
+def test_deploy_subject_follows_the_configured_environment(example: EnvironmentConfig) -> None:
+    assert example.github.deploy_environment == "production"
+    assert github_subject_for_environment("o/r", "staging") == "repo:o/r:environment:staging"
+    # A branch subject (any workflow on main) and a pull request subject are different strings.
+    assert github_subject_for_environment("o/r", "production") not in {"repo:o/r:ref:refs/heads/main", "repo:o/r:pull_request"}
+
+
+def test_review_role_reads_the_four_templates_and_nothing_else(ci: tuple[CiStack, Template]) -> None:
     _, template = ci
-    statements = _statements(_role(template, "-github-review"))
-    assert {a for s in statements for a in _actions(s)} == READ_ONLY_REVIEW_ACTIONS
-    (assume,) = [s for s in statements if _actions(s) == ["sts:AssumeRole"]]
-    assert "role/cdk-hnb659fds-lookup-role-123456789012-ap-southeast-5" in json.dumps(assume["Resource"])
+    statements = _statements(template, _role_key(template, "-github-review"))
+    (statement,) = statements
+    assert set(_actions(statement)) == REVIEW_ACTIONS
+    stacks = json.dumps(statement["Resource"])
+    assert stacks.count(":stack/") == 4 and "sts" not in stacks and "role/" not in stacks
 
 
 def test_oidc_provider_is_created_and_kept(ci: tuple[CiStack, Template]) -> None:

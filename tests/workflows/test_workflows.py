@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from config import load_config
+
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 LINTER = Path(__file__).with_name("actionlint.cjs")
@@ -106,9 +108,11 @@ def test_deploy_runs_one_release_per_push_to_main() -> None:
     assert workflow[True]["push"] == {"branches": ["main"]}  # YAML reads `on` as True
     assert workflow["concurrency"] == {"group": "deploy-prod", "cancel-in-progress": False}
     assert workflow["permissions"] == {"contents": "read"}
+    deploy_environment = load_config("example").github.deploy_environment
     for job in workflow["jobs"].values():
         assert job["permissions"] == {"contents": "read", "id-token": "write"}
-        assert "environment" not in job  # would change the OIDC subject the deploy role trusts
+        # Every job assumes the deploy role, which trusts only this environment's OIDC subject.
+        assert job["environment"] == deploy_environment == "production"
     assert set(workflow["jobs"]["release"]["needs"]) == {"plan", "image"}
     (release,) = [s for s in workflow["jobs"]["release"]["steps"] if "run" in s and "release start" in s["run"]]
     command = release["run"]
@@ -132,7 +136,8 @@ def test_pull_request_posts_the_diff_and_uploads_cdk_out() -> None:
     assert upload["with"]["path"].endswith("cdk.out")
     diff = workflow["jobs"]["diff"]
     assert diff["permissions"] == {"contents": "read", "id-token": "write", "pull-requests": "write"}
-    assert "--no-change-set" in _step(workflow, "diff", "diff")["run"]
+    assert "--method=template" in _step(workflow, "diff", "diff")["run"]  # the review role reads templates only
+    assert "environment" not in diff  # its OIDC subject stays `pull_request`, the review role's trust
     assert "PATCH" in json.dumps(diff["steps"])  # one comment, updated
 
 
@@ -550,7 +555,7 @@ def test_a_failing_cdk_diff_is_still_posted_then_fails_the_job(tmp_path: Path) -
     assert output.read_text() == "status=1\n"
     assert "error: something" in result.stdout
     (call,) = _calls(tmp_path / "cdk.log")
-    assert call == ["diff", "-c", "env=prod", "--no-change-set", "--no-color"]
+    assert call == ["diff", "-c", "env=prod", "--method=template", "--no-color"]
     fail = next(s for s in _load("pull-request.yml")["jobs"]["diff"]["steps"] if s.get("name") == "Fail if cdk diff failed")
     assert fail["if"] == "steps.diff.outputs.status != '0'"
 
