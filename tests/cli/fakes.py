@@ -251,7 +251,8 @@ def create_services(breaker: dict[str, dict[str, bool]] | None = None, controlle
             cluster="default", serviceName=service, taskDefinition="app", desiredCount=1, deploymentController={"type": kind}
         )
         setting = (breaker or {}).get(app, {"enable": True, "rollback": True})
-        setattr(backend.services[f"default:{service}"], "deployment_configuration", {"deploymentCircuitBreaker": setting})
+        service_object: Any = backend.services[f"default:{service}"]
+        service_object.deployment_configuration = {"deploymentCircuitBreaker": setting}
 
 
 @dataclass
