@@ -14,7 +14,6 @@ from release import contract
 from release.aws import Aws, aws_errors, error_code
 from release.commands.common import Context, records_of, release_outputs
 from release.errors import ExitCode
-from release.follow import describe
 from release.report import make_console, record_table
 
 NAME = "status"
@@ -72,7 +71,8 @@ def owner_status(aws: Aws, owner: str) -> str | None:
         return None
     with aws_errors("reading the lease owner's execution"):
         try:
-            return str(describe(aws.client("stepfunctions"), owner)["status"])
+            answer = aws.client("stepfunctions").describe_execution(executionArn=owner, includedData="METADATA_ONLY")
+            return str(answer["status"])
         except ClientError as exc:
             if error_code(exc) not in ("ExecutionDoesNotExist", "InvalidArn"):
                 raise

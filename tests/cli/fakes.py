@@ -228,7 +228,7 @@ def push_image(repository: str, tag: str) -> str:
             "schemaVersion": 2,
             "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
             "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1, "digest": layer},
-            "layers": [],
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1, "digest": layer}],
         }
     )
     ecr.put_image(repositoryName=repository, imageManifest=manifest, imageTag=tag)
@@ -308,6 +308,16 @@ class ScriptedReleases:
         self.described_with: list[str | None] = []
         self.cleanup_on_abort = True
         self.current: Execution | None = None
+        self.questions: list[str] = []
+        self.stop_calls: list[dict[str, Any]] = []
+        stop_calls = self.stop_calls
+        original_stop_response = StepFunctionResponse.stop_execution
+
+        def stop_response(response: StepFunctionResponse) -> ActionResult:
+            stop_calls.append({key: response._get_param(key) for key in ("executionArn", "error", "cause")})
+            return original_stop_response(response)
+
+        monkeypatch.setattr(StepFunctionResponse, "stop_execution", stop_response)
 
         def no_history(response: StepFunctionResponse) -> ActionResult:
             raise AssertionError("the CLI read GetExecutionHistory: it must read the release record (issue 9.6)")
