@@ -193,8 +193,10 @@ class ReviewConfig(_Strict):
 
     # Where the app repository keeps Prisma's migrations (`<path>/<timestamp>_<name>/migration.sql`).
     migrations_path: Annotated[str, StringConstraints(pattern=MIGRATIONS_PATH_PATTERN)] = "prisma/migrations"
-    # squawk rules to leave out (squawk's own rule names, e.g. prefer-robust-stmts).
-    squawk_excluded_rules: list[Annotated[str, StringConstraints(pattern=RULE_PATTERN)]] = Field(default_factory=list)
+    # squawk rules to leave out (squawk's own rule names). prefer-robust-stmts asks for statements
+    # that can run twice; Prisma never re-runs an applied migration, and a failed one waits for a
+    # person (`prisma migrate resolve`), so it is left out by default.
+    squawk_excluded_rules: list[Annotated[str, StringConstraints(pattern=RULE_PATTERN)]] = Field(default_factory=lambda: ["prefer-robust-stmts"])
 
 
 class NotificationsConfig(_Strict):

@@ -11,6 +11,7 @@ class ExitCode(IntEnum):
     """The CLI's exit codes: documented in docs/ci.md, relied on by CI."""
 
     OK = 0
+    FINDINGS = 1  # lint-migrations: squawk reported findings
     USAGE = 2  # bad arguments, unknown environment, invalid config file
     AWS = 3  # AWS call failed, credentials missing or for another account, stack or output missing
     INVALID_INPUT = 10
