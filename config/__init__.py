@@ -196,7 +196,9 @@ class ReviewConfig(_Strict):
     # squawk rules to leave out (squawk's own rule names). prefer-robust-stmts asks for statements
     # that can run twice; Prisma never re-runs an applied migration, and a failed one waits for a
     # person (`prisma migrate resolve`), so it is left out by default.
-    squawk_excluded_rules: list[Annotated[str, StringConstraints(pattern=RULE_PATTERN)]] = Field(default_factory=lambda: ["prefer-robust-stmts"])
+    squawk_excluded_rules: list[Annotated[str, StringConstraints(pattern=RULE_PATTERN)]] = Field(
+        default_factory=lambda: ["prefer-robust-stmts"]
+    )
 
 
 class NotificationsConfig(_Strict):

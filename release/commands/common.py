@@ -16,7 +16,7 @@ from release import contract
 from release.aws import Aws, SessionFactory
 from release.environment import ReleaseEnvironment
 from release.errors import ExitCode, ReleaseError, exit_code_for
-from release.follow import ExecutionFollower
+from release.follow import ExecutionFollower, describe
 from release.migration_logs import MigrationLogs
 from release.record import RecordTable
 from release.report import ConsoleReporter, markdown_summary, record_table
@@ -103,7 +103,7 @@ def follow(ctx: Context, args: argparse.Namespace, outputs: dict[str, str], star
     aws = ctx.aws
     sfn = aws.client("stepfunctions")
     log_group = outputs.get(contract.OUTPUT_MIGRATE_LOG_GROUP_NAME)
-    first = sfn.describe_execution(executionArn=started.arn, includedData="METADATA_ONLY")
+    first = describe(sfn, started.arn)
     logs = None
     if log_group:
         since = int(first["startDate"].timestamp() * 1000)

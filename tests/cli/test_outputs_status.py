@@ -131,7 +131,7 @@ def test_env_prints_the_config_without_aws(config_dir: Path, capsys: pytest.Capt
     assert pairs["apps"] == "api admin investor issuer landing"
     assert pairs["stack_release"] == "cashsouk-qa-release"
     assert pairs["repository_api"] == "api-cashsouk" and pairs["migrate_architecture"] == "ARM64"
-    assert pairs["migrations_path"] == "apps/api/prisma/migrations" and pairs["squawk_excluded_rules"] == ""
+    assert pairs["migrations_path"] == "apps/api/prisma/migrations" and pairs["squawk_excluded_rules"] == "prefer-robust-stmts"
 
 
 def test_env_names_the_schema_apps(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
