@@ -164,7 +164,10 @@ def release_blockers(aws: Aws, outputs: dict[str, str]) -> list[Blocker]:
         running = sfn.list_executions(stateMachineArn=outputs[contract.OUTPUT_STATE_MACHINE_ARN], statusFilter="RUNNING", maxResults=10)
     for execution in running.get("executions", []):
         blockers.append(
-            Blocker(ExitCode.RELEASE_IN_PROGRESS, f"release {execution['name']} is running (a new one waits for the lease, at most release.lease_wait_minutes)")
+            Blocker(
+                ExitCode.RELEASE_IN_PROGRESS,
+                f"release {execution['name']} is running (a new one waits for the lease, at most release.lease_wait_minutes)",
+            )
         )
     lease = read_lease(aws, outputs)
     if lease:
