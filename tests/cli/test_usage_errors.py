@@ -11,6 +11,7 @@ import boto3
 import pytest
 
 from release.cli import main
+from release.commands import COMMANDS
 from release.errors import ExitCode
 from tests.cli.conftest import REPO
 from tests.cli.fakes import ENV, REGION, create_stacks, stack_name
@@ -153,3 +154,15 @@ def test_ctrl_c_before_following_is_one_line(config_dir: Path, capsys: pytest.Ca
 
     assert main(["status", "--env", ENV, "--config-dir", str(config_dir)], session_factory=interrupted) == ExitCode.INTERRUPTED
     assert _one_line(capsys.readouterr().err) == "release: interrupted"
+
+
+def test_every_subcommand_is_its_own_module_and_listed_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """release/cli.py parses and dispatches; each subcommand's code lives in release/commands/<name>.py."""
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    names = [command.NAME for command in COMMANDS]
+    assert names == ["start", "plan", "status", "history", "rollback", "stop", "outputs", "env", "lint-migrations"]
+    assert all(name in out for name in names)
+    assert all(command.__name__ == f"release.commands.{command.NAME.replace('-', '_')}" for command in COMMANDS)
+    cli = (REPO / "release" / "cli.py").read_text()
+    assert "boto" not in cli.replace("from botocore.exceptions import BotoCoreError, ClientError", "")  # no AWS calls in the dispatcher
