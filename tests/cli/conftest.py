@@ -39,6 +39,9 @@ def _aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_SECURITY_TOKEN",
         "RELEASE_POLL_INTERVAL",
         "RELEASE_CONFIG_DIR",
+        "GITHUB_ACTIONS",  # `startedBy` names the GitHub actor only where a test says it runs in CI
+        "GITHUB_ACTOR",
+        "GITHUB_RUN_ID",
     ):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
