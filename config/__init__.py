@@ -1,13 +1,16 @@
 """Environment configuration: one YAML file per environment, validated before anything is built.
 
-`load_config("prod")` reads `config/prod.yaml`. Every mistake is reported as one `ConfigError` line
-naming the file and the field, so `cdk synth` fails before a single construct exists.
+`load_config("prod")` reads `config/prod.yaml`. Every mistake in the file is reported at once, one
+line each naming the file and the setting as the user wrote it (with a suggestion for a misspelt
+key), so `cdk synth` fails before a single construct exists.
 """
 
 from __future__ import annotations
 
+import difflib
+import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -23,7 +26,8 @@ CONFIG_DIR = Path(__file__).resolve().parent
 DEFAULT_ENV = "example"
 STACK_UNITS = ("data", "images", "release", "ci")
 
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 AccountId = Annotated[str, StringConstraints(pattern=r"^\d{12}$")]
 Region = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
 VpcId = Annotated[str, StringConstraints(pattern=r"^vpc-[0-9a-f]{8,17}$")]
@@ -33,6 +37,9 @@ SecretArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:secretsma
 RoleArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")]
 RepositoryName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")]
 EcsName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,255}$")]
+# A path inside the repository: no leading '/', no segment starting with '.' (so no '..').
+MIGRATIONS_PATH_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$"
+RULE_PATTERN = r"^[a-z][a-z0-9-]*$"
 # CloudWatch Logs accepts only these retention periods.
 RetentionDays = Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653]
 # Fargate's valid CPU/memory pairs (MiB) for the sizes a migration plausibly needs.
@@ -40,7 +47,16 @@ FARGATE_SIZES = {256: (512, 1024, 2048), 512: tuple(range(1024, 4097, 1024)), 10
 
 
 class ConfigError(Exception):
-    """A configuration problem, already phrased as one line for a person."""
+    """Configuration problems, each already phrased as one line for a person.
+
+    `str()` is the one line when there is one problem; with several, a heading line and then one
+    line per problem, so a caller printing it shows them all.
+    """
+
+    def __init__(self, problems: list[str], heading: str = "") -> None:
+        self.problems = problems
+        text = problems[0] if len(problems) == 1 else "\n".join([heading, *(f"  {p}" for p in problems)])
+        super().__init__(text)
 
 
 class _Strict(BaseModel):
@@ -172,6 +188,19 @@ class ReleaseConfig(_Strict):
     rollout_poll: Literal["retry", "wait-loop"] = "retry"
 
 
+class ReviewConfig(_Strict):
+    """What the pull-request workflow checks besides the templates (docs/ci.md, "Migration lint")."""
+
+    # Where the app repository keeps Prisma's migrations (`<path>/<timestamp>_<name>/migration.sql`).
+    migrations_path: Annotated[str, StringConstraints(pattern=MIGRATIONS_PATH_PATTERN)] = "prisma/migrations"
+    # squawk rules to leave out (squawk's own rule names). prefer-robust-stmts asks for statements
+    # that can run twice; Prisma never re-runs an applied migration, and a failed one waits for a
+    # person (`prisma migrate resolve`), so it is left out by default.
+    squawk_excluded_rules: list[Annotated[str, StringConstraints(pattern=RULE_PATTERN)]] = Field(
+        default_factory=lambda: ["prefer-robust-stmts"]
+    )
+
+
 class NotificationsConfig(_Strict):
     email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
 
@@ -199,6 +228,7 @@ class EnvironmentConfig(_Strict):
     log_retention_days: RetentionDays = 30
     release: ReleaseConfig = ReleaseConfig()
     notifications: NotificationsConfig = NotificationsConfig()
+    review: ReviewConfig = ReviewConfig()
     github: GithubConfig
 
     @model_validator(mode="after")
@@ -232,6 +262,23 @@ def github_role_name(name_prefix: str, env_name: str, kind: str) -> str:
     return f"{name_prefix}-{env_name}-github-{kind}"
 
 
+# What a pattern means, in the words of the field's documentation (never the regex itself).
+_PATTERN_MEANINGS = {
+    NAME_PATTERN: "2-32 lowercase letters, digits and '-', starting with a letter",
+    r"^\d{12}$": 'a 12-digit AWS account id, quoted ("123456789012")',
+    r"^[a-z]{2}(-[a-z]+)+-\d$": "an AWS region such as ap-southeast-5",
+    r"^vpc-[0-9a-f]{8,17}$": "a VPC id (vpc-0123456789abcdef0)",
+    r"^subnet-[0-9a-f]{8,17}$": "a subnet id (subnet-0123456789abcdef0)",
+    r"^sg-[0-9a-f]{8,17}$": "a security group id (sg-0123456789abcdef0)",
+    r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$": "a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)",
+    r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$": "an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)",
+    r"^arn:aws[a-z-]*:iam::\d{12}:oidc-provider/.+$": "an IAM OIDC provider ARN (arn:aws:iam::ACCOUNT:oidc-provider/token.actions.githubusercontent.com)",
+    r"^[^@\s]+@[^@\s]+\.[^@\s]+$": "an email address",
+    MIGRATIONS_PATH_PATTERN: "a folder inside the repository (like prisma/migrations; no '..')",
+    RULE_PATTERN: "a squawk rule name (like prefer-robust-stmts)",
+}
+
+
 def _field_path(location: tuple[int | str, ...]) -> str:
     path = ""
     for part in location:
@@ -239,36 +286,103 @@ def _field_path(location: tuple[int | str, ...]) -> str:
     return path or "(top level)"
 
 
+def _known_keys(location: tuple[int | str, ...]) -> list[str]:
+    """The setting names allowed where `location` points (for "did you mean")."""
+    model: Any = EnvironmentConfig
+    for part in location[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return []
+        model = _model_of(field.annotation)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [name for name in model.model_fields if name != "env_name"]
+    return []
+
+
+def _model_of(annotation: Any) -> Any:
+    """The BaseModel inside `X`, `X | None` or `list[X]`, else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _problem(error: Any) -> str:
+    """One pydantic error as `<setting>: <what is wrong>` in the file's terms."""
+    location = tuple(error["loc"])
+    kind = error["type"]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        unknown = str(location[-1])
+        close = difflib.get_close_matches(unknown, _known_keys(location), n=1, cutoff=0.6)
+        message = "unknown setting" + (f" (did you mean {close[0]}?)" if close else "")
+    elif kind == "missing":
+        message = "required setting is missing"
+    elif kind == "string_pattern_mismatch":
+        pattern = str(error.get("ctx", {}).get("pattern", ""))
+        meaning = _PATTERN_MEANINGS.get(pattern, "a value of the documented form")
+        message = f"{error.get('input')!r} is not {meaning}"
+    return f"{_field_path(location)}: {message}"
+
+
+def _yaml_problem(shown: Path, exc: yaml.YAMLError) -> str:
+    """The line the mistake is on: where an unclosed bracket or quote opened, not the end of file."""
+    problem = getattr(exc, "problem_mark", None)
+    context = getattr(exc, "context_mark", None)
+    what = str(getattr(exc, "problem", None) or exc)
+    if problem is None:
+        return f"{shown}: not valid YAML ({what})"
+    line = problem.line + 1
+    opened = str(getattr(exc, "context", "") or "")
+    # An unclosed bracket or quote is noticed lines later (often at the end of the file): the
+    # mistake is where it opened.
+    if context is not None and ("flow" in opened or "quoted scalar" in opened):
+        return f"{shown}: line {context.line + 1}: not valid YAML ({opened.removeprefix('while ')} not closed: {what})"
+    return f"{shown}: line {line}: not valid YAML ({what})"
+
+
+def _check_env_name(env_name: str, config_dir: Path, shown: Path) -> None:
+    if re.fullmatch(NAME_PATTERN, env_name):
+        return
+    hint = ""
+    if env_name.lower() != env_name and (config_dir / f"{env_name.lower()}.yaml").is_file():
+        hint = f" (did you mean {env_name.lower()}?)"
+    what = f"{shown} does not exist" if not (config_dir / f"{env_name}.yaml").is_file() else f"{shown} cannot be used"
+    raise ConfigError(
+        [f"environment {env_name!r}: {what}; environment names are 2-32 lowercase letters, digits and '-', starting with a letter{hint}"]
+    )
+
+
 def load_config(env_name: str, config_dir: Path = CONFIG_DIR) -> EnvironmentConfig:
-    """Read and validate `<config_dir>/<env_name>.yaml`; raise ConfigError with one line."""
+    """Read and validate `<config_dir>/<env_name>.yaml`; raise ConfigError listing every problem."""
     if not env_name or "/" in env_name or env_name.startswith("."):
-        raise ConfigError(f"invalid environment name {env_name!r}")
+        raise ConfigError([f"invalid environment name {env_name!r}: use the name of a file in config/ without .yaml"])
     path = config_dir / f"{env_name}.yaml"
     try:
         shown = path.relative_to(Path.cwd())
     except ValueError:
         shown = path
+    _check_env_name(env_name, config_dir, shown)
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in config_dir.glob("*.yaml"))) or "none"
-        raise ConfigError(f"{shown}: no such environment file (known environments: {known})")
+        close = difflib.get_close_matches(env_name, [p.stem for p in config_dir.glob("*.yaml")], n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ConfigError([f"{shown}: no such environment file (known environments: {known}){hint}"])
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{shown}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise ConfigError([_yaml_problem(shown, exc)]) from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{shown}: expected a mapping of settings at the top level")
+        raise ConfigError([f"{shown}: expected a mapping of settings at the top level"])
     if "env_name" in raw:
-        raise ConfigError(f"{shown}: env_name: do not set it, it is the file's name ({env_name})")
+        raise ConfigError([f"{shown}: env_name: do not set it, it is the file's name ({env_name})"])
     try:
         return EnvironmentConfig.model_validate({"env_name": env_name, **raw})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            message = "unknown setting"
-        elif first["type"] == "missing":
-            message = "required setting is missing"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{shown}: {_field_path(first['loc'])}: {message}{more}") from None
+        problems = [f"{shown}: {_problem(error)}" for error in exc.errors()]
+        raise ConfigError(problems, heading=f"{shown}: {len(problems)} problems:") from None

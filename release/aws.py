@@ -61,6 +61,7 @@ class Aws:
     def __post_init__(self) -> None:
         self._config = Config(retries={"mode": "standard", "max_attempts": 8})
         self._clients: dict[str, Any] = {}
+        self.caller_arn: str | None = None
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
@@ -70,7 +71,9 @@ class Aws:
     def check_account(self) -> None:
         """Refuse to act on another account than the environment's (a wrong profile is common)."""
         with aws_errors("checking the AWS account"):
-            account = str(self.client("sts").get_caller_identity()["Account"])
+            identity = self.client("sts").get_caller_identity()
+        account = str(identity["Account"])
+        self.caller_arn = str(identity.get("Arn") or "") or None
         if account != self.env.account:
             raise ReleaseError(
                 f"the AWS credentials are for account {account}, but environment {self.env.env_name} is account {self.env.account}",
@@ -102,7 +105,7 @@ class Aws:
         if outputs is None:
             raise ReleaseError(
                 f"stack {stack_name} does not exist in account {self.env.account} region "
-                f"{self.env.region}: deploy it first (cdk deploy -c env={self.env.env_name} {stack_name})",
+                f"{self.env.region}: deploy it first (make deploy ENV={self.env.env_name})",
                 ExitCode.AWS,
             )
         missing = [key for key in keys if not outputs.get(key)]

@@ -29,6 +29,9 @@ class ReleaseEnvironment:
     github_repository: str
     deploy_branch: str
     name_prefix: str = ""
+    cluster_name: str = ""
+    migrations_path: str = ""
+    squawk_excluded_rules: tuple[str, ...] = ()
 
     def role_arn(self, kind: str) -> str:
         return f"arn:aws:iam::{self.account}:role/{github_role_name(self.name_prefix, self.env_name, kind)}"
@@ -46,7 +49,8 @@ def load_environment(env_name: str, config_dir: Path | None = None) -> ReleaseEn
     try:
         cfg = load_config(env_name, config_dir or CONFIG_DIR)
     except ConfigError as exc:
-        raise ReleaseError(str(exc), ExitCode.USAGE) from None
+        # Several problems: one line each (the first line heads them).
+        raise ReleaseError("\nrelease: ".join(exc.problems), ExitCode.USAGE) from None
     return ReleaseEnvironment(
         env_name=cfg.env_name,
         account=cfg.account,
@@ -58,4 +62,7 @@ def load_environment(env_name: str, config_dir: Path | None = None) -> ReleaseEn
         github_repository=cfg.github.repository,
         deploy_branch=cfg.github.deploy_branch,
         name_prefix=cfg.name_prefix,
+        cluster_name=cfg.cluster_name,
+        migrations_path=cfg.review.migrations_path,
+        squawk_excluded_rules=tuple(cfg.review.squawk_excluded_rules),
     )

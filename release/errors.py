@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from release import contract
+
 
 class ExitCode(IntEnum):
     """The CLI's exit codes: documented in docs/ci.md, relied on by CI."""
 
     OK = 0
+    FINDINGS = 1  # lint-migrations: squawk reported findings
     USAGE = 2  # bad arguments, unknown environment, invalid config file
     AWS = 3  # AWS call failed, credentials missing or for another account, stack or output missing
     INVALID_INPUT = 10
@@ -22,14 +25,7 @@ class ExitCode(IntEnum):
 
 
 # The state machine's error names (the execution's `error`) and what the CLI exits with.
-ERROR_EXIT_CODES: dict[str, ExitCode] = {
-    "InvalidInput": ExitCode.INVALID_INPUT,
-    "ImageNotFound": ExitCode.IMAGE_NOT_FOUND,
-    "ReleaseInProgress": ExitCode.RELEASE_IN_PROGRESS,
-    "MigrationFailed": ExitCode.MIGRATION_FAILED,
-    "MigrationTimedOut": ExitCode.MIGRATION_TIMED_OUT,
-    "DeploymentFailed": ExitCode.DEPLOYMENT_FAILED,
-}
+ERROR_EXIT_CODES: dict[str, ExitCode] = {name: ExitCode(code) for name, code in contract.ERROR_EXIT_CODES.items()}
 
 
 def exit_code_for(error: str | None) -> ExitCode:

@@ -8,13 +8,14 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from release import contract
 from release.errors import ExitCode, ReleaseError
 
 # A Docker image tag: what ECR accepts and what the state machine checks again.
-TAG_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+TAG_PATTERN = re.compile(contract.TAG_PATTERN)
 # Step Functions execution names: 1-80 characters; these are safe everywhere (logs, ARNs, URLs).
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-MAX_NAME = 80
+MAX_NAME = contract.MAX_EXECUTION_NAME
 _TAG_PART = 48
 
 

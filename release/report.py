@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from datetime import UTC, datetime
@@ -11,6 +10,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from release import contract
+from release.record import Record
 
 _SYMBOLS = {">": ("▶", "cyan"), "ok": ("✓", "green"), "x": ("✗", "red")}
 
@@ -68,36 +70,11 @@ class ConsoleReporter:
         line.append(message)  # never parsed as markup: log lines may contain [brackets]
         self.console.print(line, soft_wrap=True)
 
-    def succeeded(self, name: str, output: dict[str, Any]) -> None:
-        self.console.print(Text(f"Release {output.get('imageTag', '')} succeeded ({name})", style="bold green"))
-        migration = output.get("migration")
-        if isinstance(migration, dict):
-            table = Table(title="Migration", title_justify="left")
-            for column in ("exit code", "image", "task definition", "log stream"):
-                table.add_column(column)
-            table.add_row(
-                str(migration.get("exitCode", "")),
-                short_digest(migration.get("imageDigest")),
-                revision(migration.get("taskDefinitionArn")),
-                str(migration.get("logStream", "")),
-            )
-            self.console.print(table)
-        else:
-            self.console.print(Text("Migration: not run (--no-migrate)"))
-        services = output.get("services") or []
-        table = Table(title="Services", title_justify="left")
-        for column in ("app", "service", "task definition", "deployment", "rollout"):
-            table.add_column(column)
-        for service in services:
-            if isinstance(service, dict):
-                table.add_row(
-                    str(service.get("app", "")),
-                    str(service.get("service", "")),
-                    revision(service.get("taskDefinitionArn")),
-                    str(service.get("deploymentId", "")),
-                    str(service.get("rolloutState", "")),
-                )
-        self.console.print(table)
+    def succeeded(self, record: Record | None, name: str) -> None:
+        tag = record.image_tag if record else ""
+        self.console.print(Text(f"Release {tag} succeeded ({name})".replace("  ", " "), style="bold green"))
+        if record is not None:
+            self.console.print(record_table(record))
 
     def failed(self, name: str, status: str, error: str | None, cause: str | None, code: int) -> None:
         err = make_console(stderr=True)
@@ -110,47 +87,90 @@ class ConsoleReporter:
         err.print(Text(f"exit code {code}"))
 
 
-def markdown_summary(name: str, arn: str, description: dict[str, Any]) -> str:
-    """The outcome as GitHub-flavoured Markdown (for $GITHUB_STEP_SUMMARY)."""
-    status = str(description.get("status", ""))
+_OUTCOME_STYLES = {"deployed": "green", "failed": "red", "untouched": "dim", "succeeded": "green", "timed-out": "red"}
+_STATUS_STYLES = {"SUCCEEDED": "green", "RUNNING": "cyan", "FAILED": "red", "TIMED_OUT": "red", "ABORTED": "yellow"}
+
+
+def migration_line(record: Record) -> str:
+    migration = record.migration
+    outcome = str(migration.get("outcome") or "not-run")
+    line = outcome
+    if migration.get("exitCode") is not None:
+        line += f", exit code {migration['exitCode']}"
+    if migration.get("reason"):
+        line += f" ({migration['reason']})"
+    digest = record.digests.get(contract.MIGRATE_APP)
+    if digest and outcome not in ("skipped", "not-run"):
+        line += f", image {short_digest(digest)}"
+    return line
+
+
+def services_line(record: Record) -> str:
+    return ", ".join(f"{app} {value.get('outcome', '?')}" for app, value in record.services.items()) or "-"
+
+
+def record_table(record: Record) -> Table:
+    """One release, field by field (status, rollback, history detail)."""
+    table = Table(show_header=False, title=f"Release {record.name}", title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    status = record.status + (f": {record.error}" if record.error else "")
+    table.add_row("status", Text(status, style=_STATUS_STYLES.get(record.status, "")))
+    if record.cause:
+        table.add_row("cause", Text(record.cause))
+    kind = record.kind + (f" of {record.data['rollbackOf']}" if record.data.get("rollbackOf") else "")
+    table.add_row("image tag", Text(f"{record.image_tag} ({kind})"))
+    table.add_row("phase", Text(record.phase or "?"))
+    table.add_row("started", Text(f"{_iso(record.started_at)} by {record.started_by}"))
+    table.add_row("ended", Text(f"{_iso(record.ended_at)} ({record.duration()})" if record.ended_at else "-"))
+    table.add_row("migration", Text(migration_line(record)))
+    for app, value in record.services.items():
+        outcome = str(value.get("outcome", "?"))
+        text = Text(outcome, style=_OUTCOME_STYLES.get(outcome, ""))
+        if record.digests.get(app):
+            text.append(f"  {short_digest(record.digests[app])}")
+        if value.get("taskDefinition"):
+            text.append(f"  {revision(value['taskDefinition'])}")
+        if value.get("reason"):
+            text.append(f"  ({value['reason']})")
+        table.add_row(f"  {app}", text)
+    if record.data.get("note"):
+        table.add_row("note", Text(str(record.data["note"])))
+    if record.lease_released is False and record.status != "RUNNING":
+        table.add_row("lease", Text("NOT released (see docs/ci.md, 'A stuck lease')", style="red"))
+    return table
+
+
+def markdown_summary(name: str, arn: str, status: str, record: Record | None) -> str:
+    """The outcome as GitHub-flavoured Markdown (for $GITHUB_STEP_SUMMARY), from the release record."""
     lines = [f"### Release `{name}`: {status}", "", f"Execution: `{arn}`", ""]
-    output: dict[str, Any] = {}
-    if description.get("output"):
-        try:
-            output = json.loads(description["output"])
-        except ValueError:
-            output = {}
-    if status == "SUCCEEDED":
-        migration = output.get("migration")
-        if isinstance(migration, dict):
-            digest = short_digest(migration.get("imageDigest"))
-            lines.append(
-                f"Migration: exit code {migration.get('exitCode')}, image `{digest}`, log stream `{migration.get('logStream', '')}`"
-            )
-            lines.append("")
-        lines += ["| app | service | task definition | rollout |", "| --- | --- | --- | --- |"]
-        for service in output.get("services") or []:
-            if isinstance(service, dict):
-                lines.append(
-                    f"| {service.get('app', '')} | {service.get('service', '')} | "
-                    f"{revision(service.get('taskDefinitionArn'))} | {service.get('rolloutState', '')} |"
-                )
-    else:
-        lines += [f"Error: `{description.get('error') or status}`", "", "```", str(description.get("cause") or ""), "```"]
+    if record is None:
+        return "\n".join([*lines, "No release record was found for this execution."]) + "\n"
+    if record.error:
+        lines += [f"Error: `{record.error}`", "", "```", str(record.cause or ""), "```", ""]
+    lines += [f"Migration: {migration_line(record)}", ""]
+    lines += ["| app | outcome | image | task definition |", "| --- | --- | --- | --- |"]
+    for app, value in record.services.items():
+        lines.append(
+            f"| {app} | {value.get('outcome', '')} | `{short_digest(record.digests.get(app))}` | {revision(value.get('taskDefinition'))} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def executions_table(executions: list[dict[str, Any]]) -> Table:
-    table = Table(title="Recent releases", title_justify="left")
-    for column in ("name", "status", "started", "stopped"):
+def history_table(records: list[Record]) -> Table:
+    table = Table(title="Releases (newest first)", title_justify="left")
+    for column in ("started", "tag", "kind", "status", "services", "migration", "duration", "by"):
         table.add_column(column)
-    styles = {"SUCCEEDED": "green", "RUNNING": "cyan", "FAILED": "red", "TIMED_OUT": "red", "ABORTED": "yellow"}
-    for execution in executions:
-        status = str(execution.get("status", ""))
+    for record in records:
+        status = record.status + (f" {record.error}" if record.error else "")
         table.add_row(
-            str(execution.get("name", "")),
-            Text(status, style=styles.get(status, "")),
-            _iso(execution.get("startDate")),
-            _iso(execution.get("stopDate")),
+            _iso(record.started_at),
+            record.image_tag,
+            record.kind,
+            Text(status, style=_STATUS_STYLES.get(record.status, "")),
+            services_line(record),
+            str(record.migration.get("outcome") or "not-run"),
+            record.duration() or ("running" if record.status == "RUNNING" else ""),
+            record.started_by,
         )
     return table

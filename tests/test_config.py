@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from config import ConfigError, load_config
-from tests.support import ROOT
+from tests.support import ROOT, Synthesized
 
 
 def _example() -> dict[str, Any]:
@@ -68,14 +68,18 @@ _DELETE = object()
 
 BROKEN = [
     ("account", _DELETE, "account: required setting is missing"),
-    ("account", "12345", "account: String should match pattern"),
-    ("region", "Mars", "region: String should match pattern"),
+    ("account", "12345", "account: '12345' is not a 12-digit AWS account id"),
+    ("region", "Mars", "region: 'Mars' is not an AWS region such as ap-southeast-5"),
     ("colour", "blue", "colour: unknown setting"),
-    ("vpc.existing.vpc_id", "vpc-xyz", "vpc.existing.vpc_id: String should match pattern"),
+    ("vpc.existing.vpc_id", "vpc-xyz", "vpc.existing.vpc_id: 'vpc-xyz' is not a VPC id"),
     ("vpc.existing.private_subnet_ids", ["subnet-0a1b2c3d4e5f60001"], "vpc.existing.private_subnet_ids: List should have at least 2 items"),
     ("vpc.new", {"cidr": "10.0.0.0/16", "availability_zones": ["a", "b"]}, "vpc: set exactly one of 'existing' or 'new'"),
     ("database.existing.port", "five", "database.existing.port: Input should be a valid integer"),
-    ("database.existing.owner_secret_arn", "my-secret", "database.existing.owner_secret_arn: String should match pattern"),
+    (
+        "database.existing.owner_secret_arn",
+        "my-secret",
+        "database.existing.owner_secret_arn: 'my-secret' is not a Secrets Manager secret ARN",
+    ),
     ("apps.1.name", "api", "apps: duplicate name api"),
     ("apps.0.uses_schema", False, "at least one app must have uses_schema: true"),
     ("migrate.memory_mib", 4096, "migrate: memory_mib 4096 is not a Fargate size for cpu 256"),
@@ -84,7 +88,7 @@ BROKEN = [
     ("migrate.timeout_minutes", 0, "migrate.timeout_minutes: Input should be greater than or equal to 1"),
     ("release.rollout_poll", "sometimes", "release.rollout_poll: Input should be 'retry' or 'wait-loop'"),
     ("log_retention_days", 31, "log_retention_days: Input should be 1, 3, 5"),
-    ("notifications.email", "not-an-address", "notifications.email: String should match pattern"),
+    ("notifications.email", "not-an-address", "notifications.email: 'not-an-address' is not an email address"),
 ]
 
 
@@ -103,7 +107,7 @@ def test_bad_value_names_file_and_field(tmp_path: Path, field: str, value: Any, 
 
 def test_not_yaml(tmp_path: Path) -> None:
     _write(tmp_path, "account: [unclosed\n")
-    with pytest.raises(ConfigError, match=r"broken\.yaml: line \d+ not valid YAML"):
+    with pytest.raises(ConfigError, match=r"broken\.yaml: line 1: not valid YAML"):
         load_config("broken", tmp_path)
 
 
@@ -131,3 +135,120 @@ def test_synth_with_broken_config_prints_one_line_and_writes_nothing(tmp_path: P
         f"config error: {tmp_path / 'broken.yaml'}: migrate: memory_mib 3000 is not a Fargate size for cpu 256: use one of [512, 1024, 2048]"
     ]
     assert not outdir.exists() or not any(outdir.iterdir())  # no template, no manifest
+
+
+def test_every_problem_at_once_one_line_each(tmp_path: Path) -> None:
+    data = _example()
+    _set(data, "account", "12345")
+    _set(data, "migrate.timeout_minutes", 0)
+    data["migrate"]["memroy_mib"] = 1024
+    data["colour"] = "blue"
+    _write(tmp_path, data)
+    with pytest.raises(ConfigError) as raised:
+        load_config("broken", tmp_path)
+    shown = tmp_path / "broken.yaml"
+    lines = str(raised.value).splitlines()
+    assert lines[0] == f"{shown}: 4 problems:"
+    assert sorted(line.strip() for line in lines[1:]) == sorted(
+        [
+            f"{shown}: account: '12345' is not a 12-digit AWS account id, quoted (\"123456789012\")",
+            f"{shown}: migrate.timeout_minutes: Input should be greater than or equal to 1",
+            f"{shown}: migrate.memroy_mib: unknown setting (did you mean memory_mib?)",
+            f"{shown}: colour: unknown setting",
+        ]
+    )
+    assert raised.value.problems == [line.strip() for line in lines[1:]]
+    assert "pattern" not in str(raised.value) and "^" not in str(raised.value)
+
+
+def test_misspelt_top_level_and_list_item_keys_get_suggestions(tmp_path: Path) -> None:
+    data = _example()
+    data["relase"] = data.pop("release")
+    data["apps"][2]["uses_shema"] = True
+    _write(tmp_path, data)
+    with pytest.raises(ConfigError) as raised:
+        load_config("broken", tmp_path)
+    problems = [p.split(": ", 1)[1] for p in raised.value.problems]
+    assert sorted(problems) == [
+        "apps[2].uses_shema: unknown setting (did you mean uses_schema?)",
+        "relase: unknown setting (did you mean release?)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("name_prefix: cashsouk\naccount: [unclosed\nregion: ap-southeast-5\nvpc: {}\n", 2),  # the bracket's line, not the end
+        ('name_prefix: cashsouk\naccount: "123\nregion: x\n', 2),  # an unclosed quote
+        ("name_prefix: cashsouk\naccount: 1\n region: x\n", 3),  # bad indentation: where it is
+        ("name_prefix: cashsouk\naccount: a: b\nregion: x\n", 2),
+    ],
+)
+def test_yaml_error_names_the_line_of_the_mistake(tmp_path: Path, text: str, line: int) -> None:
+    _write(tmp_path, text)
+    with pytest.raises(ConfigError) as raised:
+        load_config("broken", tmp_path)
+    assert str(raised.value).startswith(f"{tmp_path / 'broken.yaml'}: line {line}: not valid YAML"), str(raised.value)
+
+
+def test_capitalised_environment_name_is_explained_in_the_users_words(tmp_path: Path) -> None:
+    _write(tmp_path, _example(), name="prod")
+    with pytest.raises(ConfigError) as raised:
+        load_config("Prod", tmp_path)
+    message = str(raised.value)
+    assert message == (
+        f"environment 'Prod': {tmp_path / 'Prod.yaml'} does not exist; environment names are 2-32 lowercase letters, "
+        "digits and '-', starting with a letter (did you mean prod?)"
+    )
+
+
+def test_misspelt_environment_name_gets_a_suggestion(tmp_path: Path) -> None:
+    _write(tmp_path, _example(), name="sandbox")
+    with pytest.raises(ConfigError, match="did you mean sandbox"):
+        load_config("sandbx", tmp_path)
+
+
+def test_review_settings_have_defaults_and_are_checked(tmp_path: Path) -> None:
+    assert load_config("example").review.migrations_path
+    data = _example()
+    data["review"] = {"migrations_path": "../outside", "squawk_excluded_rules": ["Bad Rule"]}
+    _write(tmp_path, data)
+    with pytest.raises(ConfigError) as raised:
+        load_config("broken", tmp_path)
+    assert len(raised.value.problems) == 2
+
+
+# ---- cdk.json and the built-in template validation: nothing a user must learn to ignore --------------
+
+
+def test_every_feature_flag_is_decided_in_cdk_json(synthesized: Synthesized) -> None:
+    """The CLI's "N feature flags are not configured" counts the flags of the library's report
+    that cdk.json leaves unset while unset (false unless the report says otherwise) differs from
+    the recommended value: there must be none."""
+    manifest = json.loads((synthesized.outdir / "manifest.json").read_text())
+    report = manifest["artifacts"]["aws-cdk-lib/feature-flag-report"]["properties"]["flags"]
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    undecided = [
+        name
+        for name, flag in report.items()
+        if name not in context and flag.get("unconfiguredBehavesLike", {}).get("v2", False) != flag.get("recommendedValue")
+    ]
+    assert undecided == []
+    # Kept off because they change deployed templates; docs/operations.md says why, one by one.
+    kept_off = [
+        "@aws-cdk/aws-kms:reduceCrossAccountRegionPolicyScope",
+        "@aws-cdk/aws-secretsmanager:useAttachedSecretResourcePolicyForSecretTargetAttachments",
+        "@aws-cdk/core:enablePartitionLiterals",
+    ]
+    runbook = (ROOT / "docs" / "operations.md").read_text()
+    assert all(context[name] is False and report[name]["recommendedValue"] is True and f"`{name}`" in runbook for name in kept_off)
+
+
+def test_hard_coded_zones_are_acknowledged_only_where_the_config_names_them(synthesized: Synthesized) -> None:
+    report = json.loads((synthesized.outdir / "validation-report.json").read_text())
+    (validate,) = [r for r in report["pluginReports"] if r["pluginName"] == "CloudFormation Validate"]
+    assert validate["violations"] == []
+    suppressed = {
+        c["constructPath"] for v in validate["suppressedViolations"] if v["ruleName"] == "W3010" for c in v["violatingConstructs"]
+    }
+    assert suppressed and all(path.startswith("cashsouk-sandbox-data/Network/Vpc/") for path in suppressed)

@@ -39,6 +39,9 @@ def _aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_SECURITY_TOKEN",
         "RELEASE_POLL_INTERVAL",
         "RELEASE_CONFIG_DIR",
+        "GITHUB_ACTIONS",  # `startedBy` names the GitHub actor only where a test says it runs in CI
+        "GITHUB_ACTOR",
+        "GITHUB_RUN_ID",
     ):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -79,11 +82,21 @@ Run = Callable[..., int]
 
 
 @pytest.fixture
-def run(config_dir: Path, releases: ScriptedReleases) -> Run:
+def answers() -> list[bool]:
+    """What the person at the terminal answers to confirmations; empty: there is no terminal."""
+    return []
+
+
+@pytest.fixture
+def run(config_dir: Path, releases: ScriptedReleases, answers: list[bool]) -> Run:
     """`run("start", "--image-tag", "abc")`: the CLI against the fakes, env qa, no waiting."""
+
+    def confirm(question: str) -> bool | None:
+        releases.questions.append(question)
+        return answers.pop(0) if answers else None
 
     def invoke(command: str, *args: str) -> int:
         argv = [command, "--env", ENV, "--config-dir", str(config_dir), *args]
-        return main(argv, sleep=releases.sleep, session_factory=lambda region: _SESSION)
+        return main(argv, sleep=releases.sleep, session_factory=lambda region: _SESSION, confirm=confirm)
 
     return invoke

@@ -1,25 +1,28 @@
-"""Stateful fakes for the CLI tests: moto for CloudFormation, Step Functions, Logs, DynamoDB, SSM.
+"""Stateful fakes for the CLI tests: moto for CloudFormation, Step Functions, Logs, DynamoDB, SSM, ECR, ECS.
 
-moto runs no state machine: a started execution stays RUNNING and GetExecutionHistory returns a
-fixed, made-up history. `ScriptedReleases` replaces that history with events the test writes and
-moves the execution along one step each time the CLI sleeps between polls (the CLI's `sleep` is
-injected): events appended to the history, log lines put into the migrate log stream through the
-Logs API, and at the end the execution's status, output or error and cause set on moto's own
-execution object, so DescribeExecution/ListExecutions/StartExecution see the same state.
+moto runs no state machine: a started execution stays RUNNING. `ScriptedReleases` plays the state
+machine's part the CLI can see, one step each time the CLI sleeps between polls (the CLI's `sleep`
+is injected): the release record in the history table (written as CONTRACT.md specifies: phase,
+then the outcome), log lines put into a migrate log stream through the Logs API, and at the end
+the execution's status, error and cause set on moto's own execution object, so DescribeExecution,
+ListExecutions and StartExecution see the same state. The execution history is never served: the
+CLI must not read it (issue 9.6), and a test fails if it tries.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
 from moto.core.responses import ActionResult
+from moto.ecs.models import ecs_backends
 from moto.stepfunctions.models import Execution, stepfunctions_backends
 from moto.stepfunctions.responses import StepFunctionResponse
 
@@ -30,6 +33,7 @@ ENV = "qa"
 STATE_MACHINE = f"{PREFIX}-{ENV}-release"
 LOG_GROUP = "/ecs/cashsouk-migrate"
 LEASE_TABLE = f"{PREFIX}-{ENV}-release-lease"
+HISTORY_TABLE = f"{PREFIX}-{ENV}-release-history"
 RELEASED_PARAMETER = f"/{PREFIX}/{ENV}/release/current"
 APPS = {
     "api": "api-cashsouk-09ff",
@@ -90,6 +94,18 @@ def create_stacks(units: tuple[str, ...] = ("data", "images", "release", "ci")) 
                         "AttributeDefinitions": [{"AttributeName": "LeaseId", "AttributeType": "S"}],
                     },
                 },
+                "History": {
+                    "Type": "AWS::DynamoDB::Table",
+                    "Properties": {
+                        "TableName": HISTORY_TABLE,
+                        "BillingMode": "PAY_PER_REQUEST",
+                        "KeySchema": [{"AttributeName": "Pk", "KeyType": "HASH"}, {"AttributeName": "Sk", "KeyType": "RANGE"}],
+                        "AttributeDefinitions": [
+                            {"AttributeName": "Pk", "AttributeType": "S"},
+                            {"AttributeName": "Sk", "AttributeType": "S"},
+                        ],
+                    },
+                },
                 "Machine": {
                     "Type": "AWS::StepFunctions::StateMachine",
                     "Properties": {
@@ -102,6 +118,7 @@ def create_stacks(units: tuple[str, ...] = ("data", "images", "release", "ci")) 
             {
                 "StateMachineArn": {"Ref": "Machine"},
                 "LeaseTableName": {"Ref": "Lease"},
+                "ReleaseHistoryTableName": {"Ref": "History"},
                 "MigrateTaskFamily": "cashsouk-migrate",
                 "MigrateLogGroupName": {"Ref": "MigrateLogs"},
                 "ClusterName": "default",
@@ -122,71 +139,145 @@ def create_stacks(units: tuple[str, ...] = ("data", "images", "release", "ci")) 
         cfn.create_stack(StackName=name, TemplateBody=_template(resources, outputs).replace("{STACK}", name))
 
 
-# --- execution history events, in the API's shapes -------------------------------------------------
+# --- the release record, as the state machine writes it (CONTRACT.md) ------------------------------
 
 
-def entered(name: str, kind: str = "Task") -> dict[str, Any]:
-    return {"type": f"{kind}StateEntered", "stateEnteredEventDetails": {"name": name, "input": "{}"}}
+def iso(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
-def exited(name: str, kind: str = "Task") -> dict[str, Any]:
-    return {"type": f"{kind}StateExited", "stateExitedEventDetails": {"name": name, "output": "{}"}}
+def digest_of(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def run_task_submitted(task_arn: str = TASK_ARN) -> dict[str, Any]:
-    output = {"Tasks": [{"TaskArn": task_arn, "LastStatus": "PROVISIONING", "Containers": [{"Name": "migrate"}]}]}
-    return {
-        "type": "TaskSubmitted",
-        "taskSubmittedEventDetails": {"resourceType": "ecs", "resource": "runTask.sync", "output": json.dumps(output)},
+def put_record(summary: dict[str, Any]) -> None:
+    """One item of the history table: the key, the top-level copies and the whole Summary."""
+    boto3.client("dynamodb", region_name=REGION).put_item(
+        TableName=HISTORY_TABLE,
+        Item={
+            "Pk": {"S": "release"},
+            "Sk": {"S": f"{summary['startedAt']}#{summary['name']}"},
+            "Status": {"S": summary["status"]},
+            "ImageTag": {"S": summary["imageTag"]},
+            "StartedAt": {"S": summary["startedAt"]},
+            "ExecutionArn": {"S": summary["execution"]},
+            "Summary": {"S": json.dumps(summary)},
+        },
+    )
+
+
+def finished_record(
+    name: str,
+    tag: str,
+    *,
+    started: datetime,
+    status: str = "SUCCEEDED",
+    deployed: tuple[str, ...] = ("api",),
+    digests: dict[str, str] | None = None,
+    kind: str = "release",
+    started_by: str = "octocat (GitHub Actions run 1)",
+    seconds: int = 312,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A finished release's record, e.g. for history and rollback."""
+    digests = digests if digests is not None else {app: digest_of(f"{app}:{tag}") for app in [*deployed, "migrate"]}
+    outcome = "deployed" if status == "SUCCEEDED" else "failed"
+    summary: dict[str, Any] = {
+        "execution": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{STATE_MACHINE}:{name}",
+        "name": name,
+        "kind": kind,
+        "imageTag": tag,
+        "startedBy": started_by,
+        "note": None,
+        "startedAt": iso(started),
+        "endedAt": iso(started + timedelta(seconds=seconds)),
+        "status": status,
+        "phase": "done" if status == "SUCCEEDED" else "deploy",
+        "error": None if status == "SUCCEEDED" else "DeploymentFailed",
+        "cause": None if status == "SUCCEEDED" else "api-cashsouk-09ff: rollout FAILED",
+        "digests": digests,
+        "migration": {
+            "outcome": "skipped" if kind == "rollback" else "succeeded",
+            "exitCode": None if kind == "rollback" else 0,
+            "reason": None,
+            "taskArn": None if kind == "rollback" else TASK_ARN,
+            "stoppedByRelease": False,
+        },
+        "services": {
+            app: {"outcome": outcome, "taskDefinition": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{APPS[app]}:7", "reason": None}
+            for app in deployed
+        },
+        "leaseReleased": True,
     }
+    summary |= extra
+    put_record(summary)
+    return summary
 
 
-def run_task_started() -> dict[str, Any]:
-    return {"type": "TaskStarted", "taskStartedEventDetails": {"resourceType": "ecs", "resource": "runTask.sync"}}
+# --- images and services ---------------------------------------------------------------------------
 
 
-def task_failed(error: str, cause: str) -> dict[str, Any]:
-    return {
-        "type": "TaskFailed",
-        "taskFailedEventDetails": {"resourceType": "ecs", "resource": "runTask.sync", "error": error, "cause": cause},
-    }
+def push_image(repository: str, tag: str) -> str:
+    """An image in moto's ECR; each (repository, tag) gets its own manifest, so its own digest."""
+    ecr = boto3.client("ecr", region_name=REGION)
+    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+        ecr.create_repository(repositoryName=repository)
+    layer = digest_of(f"{repository}:{tag}")
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1, "digest": layer},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1, "digest": layer}],
+        }
+    )
+    ecr.put_image(repositoryName=repository, imageManifest=manifest, imageTag=tag)
+    return str(ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])["imageDetails"][0]["imageDigest"])
+
+
+def create_services(breaker: dict[str, dict[str, bool]] | None = None, controller: dict[str, str] | None = None) -> None:
+    """The cluster and the five services; circuit breaker with rollback on unless `breaker` says otherwise.
+
+    moto does not keep a service's deploymentConfiguration: it is set on moto's service object,
+    which DescribeServices then returns as ECS does.
+    """
+    ecs = boto3.client("ecs", region_name=REGION)
+    ecs.create_cluster(clusterName="default")
+    ecs.register_task_definition(family="app", containerDefinitions=[{"name": "Main", "image": "app", "memory": 512}])
+    backend = ecs_backends[ACCOUNT][REGION]
+    for app, service in APPS.items():
+        kind = (controller or {}).get(app, "ECS")
+        ecs.create_service(
+            cluster="default", serviceName=service, taskDefinition="app", desiredCount=1, deploymentController={"type": kind}
+        )
+        setting = (breaker or {}).get(app, {"enable": True, "rollback": True})
+        service_object: Any = backend.services[f"default:{service}"]
+        service_object.deployment_configuration = {"deploymentCircuitBreaker": setting}
 
 
 @dataclass
 class Step:
     """What happens between two polls of the CLI."""
 
-    events: list[dict[str, Any]] = field(default_factory=list)
+    phase: str | None = None
     log_lines: list[str] = field(default_factory=list)
-    finish: dict[str, Any] | None = None  # {"status": ..., "output"|"error"+"cause": ...}
+    record: dict[str, Any] = field(default_factory=dict)  # fields merged into the record
+    finish: dict[str, Any] | None = None  # {"status": ..., "error"?, "cause"?, "record"?: {...}}
+    end_execution: str | None = None  # the execution ends (e.g. ABORTED) before anything writes its record
 
 
-def success_output(tag: str, services: list[str] | None = None) -> dict[str, Any]:
-    names = services or ["api"]
+def success_record(services: tuple[str, ...] = ("api",), exit_code: int = 0) -> dict[str, Any]:
     return {
-        "imageTag": tag,
-        "migration": {
-            "taskArn": TASK_ARN,
-            "taskDefinitionArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/cashsouk-migrate:42",
-            "imageDigest": "sha256:" + "ab" * 32,
-            "exitCode": 0,
-            "logStream": LOG_STREAM,
+        "migration": {"outcome": "succeeded", "exitCode": exit_code, "reason": None, "taskArn": TASK_ARN, "stoppedByRelease": False},
+        "services": {
+            app: {"outcome": "deployed", "taskDefinition": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{APPS[app]}:7", "reason": None}
+            for app in services
         },
-        "services": [
-            {
-                "app": app,
-                "service": APPS[app],
-                "taskDefinitionArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{APPS[app]}:7",
-                "deploymentId": f"ecs-svc/{1000 + i}",
-                "rolloutState": "COMPLETED",
-            }
-            for i, app in enumerate(names)
-        ],
     }
 
 
-def release_script(outcome: dict[str, Any], *, migration_logs: list[str] | None = None) -> list[Step]:
-    """A release as the state machine runs it: validate, lease, migrate (with logs), deploy, finish."""
+def release_script(finish: dict[str, Any], *, migration_logs: list[str] | None = None) -> list[Step]:
+    """A release as the state machine runs it: validate, images, lease, migrate (with logs), deploy, finish."""
     logs = (
         migration_logs
         if migration_logs is not None
@@ -197,62 +288,58 @@ def release_script(outcome: dict[str, Any], *, migration_logs: list[str] | None 
         ]
     )
     return [
-        Step(events=[entered("ValidateInput", "Pass"), exited("ValidateInput", "Pass"), entered("VerifyImages"), exited("VerifyImages")]),
-        Step(events=[entered("AcquireLease"), exited("AcquireLease"), entered("RunMigration"), run_task_submitted(), run_task_started()]),
-        Step(log_lines=logs[:1]),
+        Step(phase="images"),
+        Step(phase="lease"),
+        Step(phase="migrate", log_lines=logs[:1]),
         Step(log_lines=logs[1:]),
-        Step(events=[exited("RunMigration"), entered("DeployServices", "Map"), exited("DeployServices", "Map")]),
-        Step(events=[entered("ReleaseLease"), exited("ReleaseLease")], finish=outcome),
+        Step(phase="deploy"),
+        Step(phase="record", finish=finish),
     ]
 
 
 class ScriptedReleases:
-    """Drives moto's executions of the release state machine (see the module docstring)."""
+    """Plays the state machine for moto's executions (see the module docstring)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.histories: dict[str, list[dict[str, Any]]] = {}
         self.script: list[Step] = []
         self.ticks = 0
         self.logs = boto3.client("logs", region_name=REGION)
-        histories = self.histories
+        self.records: dict[str, dict[str, Any]] = {}
+        self.described_with: list[str | None] = []
+        self.cleanup_on_abort = True
+        self.current: Execution | None = None
+        self.questions: list[str] = []
+        self.stop_calls: list[dict[str, Any]] = []
+        stop_calls = self.stop_calls
+        original_stop_response = StepFunctionResponse.stop_execution
 
-        def history(execution: Execution, role_arn: str) -> list[dict[str, Any]]:
-            return histories.setdefault(execution.execution_arn, self._started(execution))
+        def stop_response(response: StepFunctionResponse) -> ActionResult:
+            stop_calls.append({key: response._get_param(key) for key in ("executionArn", "error", "cause")})
+            return original_stop_response(response)
 
-        monkeypatch.setattr(Execution, "get_execution_history", history)
+        monkeypatch.setattr(StepFunctionResponse, "stop_execution", stop_response)
 
-        # moto ignores GetExecutionHistory's paging: answer as Step Functions does (maxResults
-        # default 100, at most 1000; reverseOrder; an opaque nextToken), and count the calls.
-        self.history_calls: list[dict[str, Any]] = []
-        calls = self.history_calls
+        def no_history(response: StepFunctionResponse) -> ActionResult:
+            raise AssertionError("the CLI read GetExecutionHistory: it must read the release record (issue 9.6)")
 
-        def paged_history(response: StepFunctionResponse) -> ActionResult:
-            params = {key: response._get_param(key) for key in ("executionArn", "maxResults", "reverseOrder", "nextToken")}
-            calls.append(params)
-            events = list(response.stepfunction_backend.get_execution_history(params["executionArn"])["events"])
-            size = int(params["maxResults"] or 100)
-            assert 1 <= size <= 1000, f"maxResults {size}: GetExecutionHistory allows 1-1000"
-            if params["reverseOrder"]:
-                events.reverse()
-            start = int(params["nextToken"] or 0)
-            page: dict[str, Any] = {"events": events[start : start + size]}
-            if start + size < len(events):
-                page["nextToken"] = str(start + size)
-            return ActionResult(page)
+        monkeypatch.setattr(StepFunctionResponse, "get_execution_history", no_history)
+        original_describe = StepFunctionResponse.describe_execution
+        calls = self.described_with
 
-        monkeypatch.setattr(StepFunctionResponse, "get_execution_history", paged_history)
+        def describe(response: StepFunctionResponse) -> ActionResult:
+            calls.append(response._get_param("includedData"))
+            return original_describe(response)
 
-    @staticmethod
-    def _started(execution: Execution) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": 1,
-                "previousEventId": 0,
-                "timestamp": datetime.now(UTC),
-                "type": "ExecutionStarted",
-                "executionStartedEventDetails": {"input": execution.execution_input, "roleArn": "arn:aws:iam::1:role/x"},
-            }
-        ]
+        monkeypatch.setattr(StepFunctionResponse, "describe_execution", describe)
+        original_stop = Execution.stop
+        releases = self
+
+        def stop(execution: Execution, *args: Any, **kwargs: Any) -> None:
+            original_stop(execution, *args, **kwargs)
+            if releases.cleanup_on_abort:  # the lease-cleanup machine's part
+                releases.update_record(execution, status="ABORTED", endedAt=iso(datetime.now(UTC)), leaseReleased=True)
+
+        monkeypatch.setattr(Execution, "stop", stop)
 
     @property
     def executions(self) -> list[Execution]:
@@ -266,20 +353,54 @@ class ScriptedReleases:
 
     def sleep(self, seconds: float) -> None:
         """The CLI's sleep between polls: the release moves on by one step."""
-        assert seconds == 0, "tests run with --poll-interval 0"
         assert self.ticks < 100, "the CLI kept polling a finished script"
         if self.ticks < len(self.script):
-            self.apply(self.running(), self.script[self.ticks])
+            self.current = self.current or self.running()
+            self.apply(self.current, self.script[self.ticks])
         self.ticks += 1
 
+    def record_of(self, execution: Execution) -> dict[str, Any]:
+        """The record the state machine writes when it starts (after validating the input)."""
+        if execution.execution_arn not in self.records:
+            sent = json.loads(execution.execution_input or "{}")
+            self.records[execution.execution_arn] = {
+                "execution": execution.execution_arn,
+                "name": execution.name,
+                "kind": "rollback" if sent.get("rollbackOf") else "release",
+                "imageTag": sent.get("imageTag"),
+                "startedBy": sent.get("startedBy", "unknown"),
+                "note": sent.get("note"),
+                "rollbackOf": sent.get("rollbackOf"),
+                "startedAt": iso(execution.start_date),
+                "endedAt": None,
+                "status": "RUNNING",
+                "phase": "validate",
+                "error": None,
+                "cause": None,
+                "digests": {},
+                "migration": {"outcome": "not-run", "exitCode": None, "reason": None, "taskArn": None, "stoppedByRelease": False},
+                "services": {},
+                "leaseReleased": False,
+            }
+        return self.records[execution.execution_arn]
+
+    def update_record(self, execution: Execution, **fields: Any) -> None:
+        record = self.record_of(execution)
+        record.update(fields)
+        put_record(record)
+
     def apply(self, execution: Execution, step: Step) -> None:
-        events = self.histories.setdefault(execution.execution_arn, self._started(execution))
-        for event in step.events:
-            events.append({"id": len(events) + 1, "previousEventId": len(events), "timestamp": datetime.now(UTC), **event})
+        fields = dict(step.record)
+        if step.phase:
+            fields["phase"] = step.phase
+        self.update_record(execution, **fields)
         if step.log_lines:
             self.put_logs(LOG_STREAM, step.log_lines)
         if step.finish is not None:
             self.finish(execution, **step.finish)
+        if step.end_execution is not None:
+            execution.status = step.end_execution
+            execution.stop_date = datetime.now(UTC)
 
     def put_logs(self, stream: str, lines: list[str]) -> None:
         with contextlib.suppress(self.logs.exceptions.ResourceAlreadyExistsException):
@@ -291,23 +412,22 @@ class ScriptedReleases:
             logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)],
         )
 
-    def finish(self, execution: Execution, status: str, output: Any = None, error: str | None = None, cause: str | None = None) -> None:
-        events = self.histories.setdefault(execution.execution_arn, self._started(execution))
-        kind = {"SUCCEEDED": "Succeeded", "FAILED": "Failed", "TIMED_OUT": "TimedOut", "ABORTED": "Aborted"}[status]
-        details: dict[str, Any] = {"output": json.dumps(output)} if status == "SUCCEEDED" else {"error": error or "", "cause": cause or ""}
-        key = f"execution{kind}EventDetails"
-        events.append(
-            {
-                "id": len(events) + 1,
-                "previousEventId": len(events),
-                "timestamp": datetime.now(UTC),
-                "type": f"Execution{kind}",
-                key: details,
-            }
-        )
+    def finish(
+        self, execution: Execution, status: str, error: str | None = None, cause: str | None = None, record: dict[str, Any] | None = None
+    ) -> None:
+        """The end: the state machine rewrites the record, then the execution ends."""
+        fields: dict[str, Any] = {
+            "status": status,
+            "endedAt": iso(datetime.now(UTC)),
+            "error": error,
+            "cause": cause,
+            "leaseReleased": True,
+        }
+        if status == "SUCCEEDED":
+            fields["phase"] = "done"
+        self.update_record(execution, **fields, **(record or {}))
         execution.status = status
         execution.stop_date = datetime.now(UTC)
-        execution.output = json.dumps(output) if output is not None else None
         execution.error = error
         execution.cause = cause
 

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from release.errors import ExitCode, ReleaseError
 from release.naming import execution_arn, execution_input, execution_name, validate_services, validate_tag
-from release.starting import start_or_attach
+from release.starting import identity, start_or_attach
 
 MACHINE = "arn:aws:states:ap-southeast-5:123456789012:stateMachine:cashsouk-prod-release"
 
@@ -60,36 +60,46 @@ def test_services_in_config_order() -> None:
 
 
 class _RacingStepFunctions:
-    """DescribeExecution says nothing exists, then StartExecution loses a race to another client."""
+    """DescribeExecution says nothing exists, then StartExecution loses a race to another client,
+    whose execution of that name has `other_status` by the time it is described again."""
 
-    def __init__(self, other_input: str) -> None:
-        self.described = 0
-        self.other_input = other_input
+    def __init__(self, other_status: str) -> None:
+        self.described: list[str | None] = []
+        self.other_status = other_status
         self.started: list[str] = []
 
-    def describe_execution(self, executionArn: str) -> dict[str, Any]:  # noqa: N803 (boto3's parameter names)
-        self.described += 1
-        if self.described == 1 or "-2" in executionArn:
+    def describe_execution(self, executionArn: str, includedData: str | None = None) -> dict[str, Any]:  # noqa: N803 (boto3's names)
+        self.described.append(includedData)
+        if len(self.described) == 1 or "-2" in executionArn:
             raise ClientError({"Error": {"Code": "ExecutionDoesNotExist", "Message": "no"}}, "DescribeExecution")
-        return {"status": "RUNNING", "input": self.other_input}
+        return {"status": self.other_status}  # metadata only: no input
 
     def start_execution(self, stateMachineArn: str, name: str, input: str) -> dict[str, Any]:  # noqa: N803
-        if not self.started and name.endswith(tuple("0123456789abcdef")) and "-2" not in name and self.described == 1:
+        if not self.started and "-2" not in name:
             self.started.append("lost")
             raise ClientError({"Error": {"Code": "ExecutionAlreadyExists", "Message": "exists"}}, "StartExecution")
         self.started.append(name)
         return {"executionArn": execution_arn(stateMachineArn, name)}
 
 
-def test_execution_already_exists_with_the_same_input_attaches() -> None:
-    payload = execution_input("abc", None, True)
-    sfn = _RacingStepFunctions(other_input='{"imageTag": "abc", "migrate": true}')
+def test_losing_the_race_to_the_same_running_release_attaches() -> None:
+    """The name is a hash of the request: a running execution of that name is the same request,
+    so the input need not be read (CI cannot decrypt it)."""
+    payload = execution_input("abc", None, True) | {"startedBy": "bob"}
+    sfn = _RacingStepFunctions(other_status="RUNNING")
     started = start_or_attach(sfn, MACHINE, payload)
-    assert started.attached and started.name == execution_name(payload)
+    assert started.attached and started.name == execution_name(execution_input("abc", None, True))
+    assert set(sfn.described) == {"METADATA_ONLY"}
 
 
-def test_execution_already_exists_with_another_input_starts_a_suffixed_one() -> None:
+def test_losing_the_race_to_a_finished_one_starts_a_suffixed_one() -> None:
     payload = execution_input("abc", None, True)
-    sfn = _RacingStepFunctions(other_input='{"imageTag": "abc", "migrate": true, "services": ["api"]}')
+    sfn = _RacingStepFunctions(other_status="SUCCEEDED")
     started = start_or_attach(sfn, MACHINE, payload)
     assert not started.attached and started.name == execution_name(payload, 2)
+
+
+def test_who_and_why_do_not_change_the_name() -> None:
+    plain = execution_input("abc", ["api"], False)
+    assert execution_name(identity(plain | {"startedBy": "alice", "note": "x"})) == execution_name(plain)
+    assert execution_name(identity(plain | {"rollbackOf": "abc-all-mig-1"})) != execution_name(plain)

@@ -9,11 +9,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from release.cli import main, recent_executions
+from release.cli import main
 from release.errors import ExitCode
 from release.outputs import as_github
 from tests.cli.conftest import Run
-from tests.cli.fakes import ACCOUNT, ENV, LEASE_TABLE, REGION, RELEASED_PARAMETER, ScriptedReleases, stack_name
+from tests.cli.fakes import ACCOUNT, ENV, LEASE_TABLE, REGION, RELEASED_PARAMETER, ScriptedReleases, finished_record, stack_name
 
 
 def test_outputs_json_has_every_stack_and_leaves_out_cdk_plumbing(run: Run, capsys: pytest.CaptureFixture[str]) -> None:
@@ -58,37 +58,50 @@ def test_status_without_a_lease(run: Run, capsys: pytest.CaptureFixture[str]) ->
     assert "No releases yet." in out
 
 
-def test_status_with_a_lease_and_recent_releases(run: Run, releases: ScriptedReleases, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run("start", "--image-tag", "abc1234") == ExitCode.OK
-    assert run("start", "--image-tag", "def5678") == ExitCode.OK
-    owner = releases.running()
-    releases.finish(releases.executions[0], "SUCCEEDED", output={})
+def test_status_shows_the_latest_record_and_the_lease(run: Run, releases: ScriptedReleases, capsys: pytest.CaptureFixture[str]) -> None:
+    finished_record("abc1234-all-mig-00000001", "abc1234", started=datetime(2026, 11, 23, 6, 0, tzinfo=UTC))
+    latest = finished_record(
+        "def5678-all-mig-00000002",
+        "def5678",
+        started=datetime(2026, 11, 24, 6, 0, tzinfo=UTC),
+        status="FAILED",
+        deployed=("api", "admin"),
+        started_by="alice",
+        migration={"outcome": "failed", "exitCode": 3, "reason": "Essential container in task exited", "taskArn": None},
+    )
     released = {
         "imageTag": "abc1234",
         "digests": {"api": "sha256:00"},
-        "execution": releases.executions[0].execution_arn,
-        "releasedAt": "2026-11-24T06:20:00Z",
+        "execution": "arn:x:abc1234-all-mig-00000001",
+        "releasedAt": "2026-11-23T06:05:00Z",
     }
     boto3.client("ssm", region_name=REGION).put_parameter(Name=RELEASED_PARAMETER, Value=json.dumps(released), Type="String")
+    assert run("start", "--image-tag", "aaa111") == ExitCode.OK
+    owner = releases.running()
     boto3.client("dynamodb", region_name=REGION).put_item(
         TableName=LEASE_TABLE,
         Item={
             "LeaseId": {"S": "release"},
             "Owner": {"S": owner.execution_arn},
-            "ImageTag": {"S": "def5678"},
+            "ImageTag": {"S": "aaa111"},
             "AcquiredAt": {"S": "2026-11-24T06:30:00Z"},
             "ExpiresAt": {"N": str(int(datetime.now(UTC).timestamp()) + 3600)},
         },
     )
     capsys.readouterr()
 
-    assert run("status", "--limit", "5") == ExitCode.OK
+    assert run("status") == ExitCode.OK
     out = capsys.readouterr().out
-    assert f"Lease: held by {owner.name} for image def5678 since 2026-11-24T06:30:00Z" in out
+    assert f"Lease: held by {owner.name} for image aaa111 since 2026-11-24T06:30:00Z" in out
     assert "(expired)" not in out and "stale" not in out
-    assert f"Released: abc1234 at 2026-11-24T06:20:00Z by {releases.executions[0].name}" in out
-    assert out.count("abc1234-all-mig-") == 2 and "def5678-all-mig-" in out  # released line + table
-    assert "SUCCEEDED" in out and "RUNNING" in out
+    assert "Released: abc1234 at 2026-11-23T06:05:00Z by abc1234-all-mig-00000001" in out
+    # The latest record (the running one has none yet: moto runs no state machine).
+    assert "Release def5678-all-mig-00000002" in out
+    assert "FAILED: DeploymentFailed" in out and "api-cashsouk-09ff: rollout FAILED" in out
+    assert "failed, exit code 3 (Essential container in task exited)" in out
+    assert "2026-11-24 06:00:00Z by alice" in out and "2026-11-24 06:05:12Z (5m12s)" in out
+    for app in ("api", "admin", "migrate"):
+        assert f"digest {app}: {latest['digests'][app]}" in out
 
 
 def test_status_flags_a_stale_lease(run: Run, releases: ScriptedReleases, capsys: pytest.CaptureFixture[str]) -> None:
@@ -118,37 +131,7 @@ def test_env_prints_the_config_without_aws(config_dir: Path, capsys: pytest.Capt
     assert pairs["apps"] == "api admin investor issuer landing"
     assert pairs["stack_release"] == "cashsouk-qa-release"
     assert pairs["repository_api"] == "api-cashsouk" and pairs["migrate_architecture"] == "ARM64"
-
-
-class _PagedExecutions:
-    """ListExecutions as Step Functions answers it: fewer than asked per page, with a nextToken."""
-
-    def __init__(self, total: int, page: int) -> None:
-        self.items = [{"name": f"e{i}", "status": "SUCCEEDED"} for i in range(total)]
-        self.page = page
-        self.calls: list[dict[str, object]] = []
-
-    def list_executions(self, **kwargs: object) -> dict[str, object]:
-        self.calls.append(kwargs)
-        max_results = kwargs["maxResults"]
-        assert isinstance(max_results, int) and 1 <= max_results <= 1000
-        start = int(str(kwargs.get("nextToken") or 0))
-        end = start + min(self.page, max_results)
-        answer: dict[str, object] = {"executions": self.items[start:end]}
-        if end < len(self.items):
-            answer["nextToken"] = str(end)
-        return answer
-
-
-def test_recent_executions_follow_next_tokens_up_to_the_limit() -> None:
-    sfn = _PagedExecutions(total=7, page=2)
-    assert [e["name"] for e in recent_executions(sfn, "arn:machine", 5)] == ["e0", "e1", "e2", "e3", "e4"]
-    assert [call["maxResults"] for call in sfn.calls] == [5, 3, 1]
-    sfn = _PagedExecutions(total=3, page=2)
-    assert len(recent_executions(sfn, "arn:machine", 10)) == 3
-    sfn = _PagedExecutions(total=2500, page=1000)
-    assert len(recent_executions(sfn, "arn:machine", 1500)) == 1500  # never more than 1000 asked per call
-    assert [call["maxResults"] for call in sfn.calls] == [1000, 500]
+    assert pairs["migrations_path"] == "apps/api/prisma/migrations" and pairs["squawk_excluded_rules"] == "prefer-robust-stmts"
 
 
 def test_env_names_the_schema_apps(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

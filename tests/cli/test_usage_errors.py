@@ -11,6 +11,7 @@ import boto3
 import pytest
 
 from release.cli import main
+from release.commands import COMMANDS
 from release.errors import ExitCode
 from tests.cli.conftest import REPO
 from tests.cli.fakes import ENV, REGION, create_stacks, stack_name
@@ -36,7 +37,10 @@ def _one_line(err: str) -> str:
         (["start"], "the following arguments are required: --image-tag"),
         (["start", "--image-tag", "ok", "--poll-interval", "-1"], "must be 0 or more seconds"),
         (["outputs", "--format", "yaml"], "invalid choice: 'yaml'"),
-        (["status", "--limit", "0"], "--limit must be at least 1"),
+        (["history", "--limit", "0"], "--limit must be at least 1"),
+        (["rollback", "--to", "bad tag"], "invalid image tag 'bad tag'"),
+        (["plan", "--image-tag", "ok", "--format", "yaml"], "invalid choice: 'yaml'"),
+        (["plan"], "the following arguments are required: --image-tag"),
     ],
 )
 def test_bad_arguments(config_dir: Path, capsys: pytest.CaptureFixture[str], args: list[str], expected: str) -> None:
@@ -59,7 +63,11 @@ def test_unknown_environment(config_dir: Path, capsys: pytest.CaptureFixture[str
 def test_invalid_environment_file(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (config_dir / "broken.yaml").write_text("name_prefix: cashsouk\nregion: nowhere\n")
     assert main(["outputs", "--env", "broken", "--config-dir", str(config_dir)]) == ExitCode.USAGE
-    assert "broken.yaml" in _one_line(capsys.readouterr().err)
+    lines = capsys.readouterr().err.strip().splitlines()
+    # Every problem at once, one line each, each naming the file.
+    assert len(lines) > 3 and all(line.startswith("release: ") and "broken.yaml: " in line for line in lines)
+    assert any("region: 'nowhere' is not an AWS region" in line for line in lines)
+    assert any("account: required setting is missing" in line for line in lines)
 
 
 def test_missing_release_stack(aws: None, config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -67,7 +75,7 @@ def test_missing_release_stack(aws: None, config_dir: Path, capsys: pytest.Captu
     assert main(["start", "--env", ENV, "--config-dir", str(config_dir), "--image-tag", "abc"]) == ExitCode.AWS
     line = _one_line(capsys.readouterr().err)
     assert f"stack {stack_name('release')} does not exist in account 123456789012 region {REGION}" in line
-    assert f"cdk deploy -c env={ENV}" in line
+    assert f"deploy it first (make deploy ENV={ENV})" in line  # a command the README has
 
 
 def test_outputs_names_every_missing_stack(aws: None, config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -83,7 +91,7 @@ def test_missing_output(aws: None, config_dir: Path, capsys: pytest.CaptureFixtu
         TemplateBody='{"Resources": {"L": {"Type": "AWS::Logs::LogGroup"}}, "Outputs": {"ClusterName": {"Value": "default"}}}',
     )
     assert main(["status", "--env", ENV, "--config-dir", str(config_dir)]) == ExitCode.AWS
-    assert "has no output StateMachineArn, LeaseTableName" in _one_line(capsys.readouterr().err)
+    assert "has no output StateMachineArn, ReleaseHistoryTableName, LeaseTableName" in _one_line(capsys.readouterr().err)
 
 
 def test_credentials_for_another_account(aws: None, config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -99,7 +107,7 @@ def test_aws_error_is_one_line(aws: None, config_dir: Path, capsys: pytest.Captu
     cfn.update_stack(  # a release stack whose state machine ARN points nowhere
         StackName=stack_name("release"),
         TemplateBody='{"Resources": {"L": {"Type": "AWS::Logs::LogGroup"}}, "Outputs": {"StateMachineArn": '
-        '{"Value": "arn:aws:states:ap-southeast-5:123456789012:stateMachine:gone"}}}',
+        '{"Value": "arn:aws:states:ap-southeast-5:123456789012:stateMachine:gone"}, "ReleaseHistoryTableName": {"Value": "t"}}}',
     )
     assert main(["start", "--env", ENV, "--config-dir", str(config_dir), "--image-tag", "abc"]) == ExitCode.AWS
     assert "starting the release: StateMachineDoesNotExist" in _one_line(capsys.readouterr().err)
@@ -146,3 +154,15 @@ def test_ctrl_c_before_following_is_one_line(config_dir: Path, capsys: pytest.Ca
 
     assert main(["status", "--env", ENV, "--config-dir", str(config_dir)], session_factory=interrupted) == ExitCode.INTERRUPTED
     assert _one_line(capsys.readouterr().err) == "release: interrupted"
+
+
+def test_every_subcommand_is_its_own_module_and_listed_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """release/cli.py parses and dispatches; each subcommand's code lives in release/commands/<name>.py."""
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    names = [command.NAME for command in COMMANDS]
+    assert names == ["start", "plan", "status", "history", "rollback", "stop", "outputs", "env", "lint-migrations"]
+    assert all(name in out for name in names)
+    assert all(command.__name__ == f"release.commands.{command.NAME.replace('-', '_')}" for command in COMMANDS)
+    cli = (REPO / "release" / "cli.py").read_text()
+    assert "boto" not in cli.replace("from botocore.exceptions import BotoCoreError, ClientError", "")  # no AWS calls in the dispatcher

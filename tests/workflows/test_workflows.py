@@ -585,3 +585,97 @@ def test_the_diff_comment_is_updated_in_place(tmp_path: Path, existing: str, met
     body = (tmp_path / "comment.md").read_text()
     assert body.startswith("<!-- cdk-diff:prod -->\n") and "cdk diff failed (exit 1)" in body
     assert "[~] AWS::IAM::Role DeployRole" in body
+
+
+# ---- the release plan before a release, the migration lint in review -------------------------------
+
+
+@pytest.mark.parametrize(("code", "step_code"), [(0, 0), (12, 0), (11, 11), (15, 15)])
+def test_the_plan_goes_to_the_job_summary_and_stops_on_a_blocker(tmp_path: Path, code: int, step_code: int) -> None:
+    """12 (another release runs) only makes the release wait for the lease; other blockers stop the job."""
+    _stub(tmp_path / "bin", "python", tmp_path / "python.log", stdout="### Release plan: `x` to `prod`\n", code=code)
+    summary = tmp_path / "summary.md"
+    env = {
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "RELEASE_ENV": "prod",
+        "GITHUB_SHA": SHA,
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "RUNNER_TEMP": str(tmp_path),
+        "SERVICES": "api admin",
+    }
+    result = _run_step(_step(_load("deploy.yml"), "release", "release-plan")["run"], tmp_path, env)
+    assert result.returncode == step_code, result.stderr
+    assert summary.read_text() == "### Release plan: `x` to `prod`\n"
+    (call,) = _calls(tmp_path / "python.log")
+    assert call == ["-m", "release", "plan", "--env", "prod", "--image-tag", SHA, "--services", "api", "admin", "--format", "github"]
+    if step_code:
+        assert f"the release plan has a blocker (exit {code})" in result.stdout
+
+
+def test_the_plan_runs_before_the_release_starts() -> None:
+    steps = [s.get("id") for s in _load("deploy.yml")["jobs"]["release"]["steps"]]
+    assert steps.index("release-plan") == steps.index("release") - 1
+
+
+def test_the_migration_lint_runs_on_the_pull_requests_base_and_its_findings_fail_after_posting(tmp_path: Path) -> None:
+    workflow = _load("pull-request.yml")
+    diff = workflow["jobs"]["diff"]
+    assert diff["steps"][0]["with"]["fetch-depth"] == 0  # the base commit must be there to diff against
+    install = next(s for s in diff["steps"] if str(s.get("name", "")).startswith("Install"))
+    assert "squawk-cli==" in install["run"] and "requirements-dev.txt" in install["run"]  # the pinned version
+    lint = _step(workflow, "diff", "lint")
+    assert lint["env"] == {"BASE_SHA": "${{ github.event.pull_request.base.sha }}"}
+    _stub(tmp_path / "bin", "python", tmp_path / "python.log", stdout="### Migration lint (squawk)\n| x |\n", code=1)
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").symlink_to(tmp_path / "bin" / "python")
+    output = tmp_path / "github_output"
+    env = {
+        "PATH": os.environ["PATH"],
+        "GITHUB_OUTPUT": str(output),
+        "GITHUB_WORKSPACE": "/work/app",
+        "RUNNER_TEMP": str(tmp_path),
+        "RELEASE_ENV": "prod",
+        "BASE_SHA": "0" * 40,
+    }
+    result = _run_step(lint["run"], tmp_path, env)
+    assert result.returncode == 0, result.stderr  # findings are posted first
+    assert output.read_text() == "status=1\n"
+    assert (tmp_path / "lint.md").read_text().startswith("### Migration lint (squawk)")
+    (call,) = _calls(tmp_path / "python.log")
+    assert call == [
+        "-m",
+        "release",
+        "lint-migrations",
+        "--env",
+        "prod",
+        "--base",
+        "0" * 40,
+        "--repo-root",
+        "/work/app",
+        "--format",
+        "markdown",
+    ]
+    fail = next(s for s in diff["steps"] if s.get("name") == "Fail if the migration lint found problems")
+    assert fail["if"] == "steps.lint.outputs.status != '0'"
+
+
+def test_the_comment_carries_the_migration_lint_after_the_diff(tmp_path: Path) -> None:
+    (tmp_path / "diff.txt").write_text("There were no differences\n")
+    (tmp_path / "lint.md").write_text(
+        "### Migration lint (squawk)\n\n| `m.sql` | 2 | `ban-drop-column` | Dropping a column may break existing clients. |\n"
+    )
+    _stub(tmp_path / "bin", "gh", tmp_path / "gh.log", stdout="")
+    env = {
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "RUNNER_TEMP": str(tmp_path),
+        "RELEASE_ENV": "prod",
+        "GITHUB_REPOSITORY": "Malcan-Technologies/shoraka",
+        "PR_NUMBER": "7",
+        "DIFF_STATUS": "0",
+        "HEAD_SHA": SHA,
+        "MARKER": "<!-- cdk-diff:prod -->",
+    }
+    step = next(s for s in _load("pull-request.yml")["jobs"]["diff"]["steps"] if str(s.get("name", "")).startswith("Post the diff"))
+    assert _run_step(step["run"], tmp_path, env).returncode == 0
+    body = (tmp_path / "comment.md").read_text()
+    assert body.index("There were no differences") < body.index("### Migration lint (squawk)") < body.index("`ban-drop-column`")

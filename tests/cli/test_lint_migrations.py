@@ -1,0 +1,105 @@
+"""`lint-migrations`: squawk, for real, on Prisma migrations a change adds (a git repository per test)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from release.cli import main
+from release.errors import ExitCode
+from tests.cli.fakes import ENV
+
+SAMPLES = Path(__file__).parent / "migrations_lint"
+MIGRATIONS = "apps/api/prisma/migrations"  # config/example.yaml's review.migrations_path
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """An app repository with one migration already on its base branch (`base`)."""
+    root = tmp_path / "app"
+    (root / MIGRATIONS / "20261101000000_init").mkdir(parents=True)
+    (root / MIGRATIONS / "20261101000000_init" / "migration.sql").write_text('CREATE TABLE "Invoice" ("id" TEXT PRIMARY KEY);\n')
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "add", ".")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m", "base")
+    _git(root, "tag", "base")
+    return root
+
+
+def _add(repo: Path, *samples: str, folder: str = MIGRATIONS) -> list[str]:
+    added = []
+    for i, sample in enumerate(samples):
+        path = repo / folder / f"2026112{i}000000_{sample}" / "migration.sql"
+        path.parent.mkdir(parents=True)
+        path.write_text((SAMPLES / f"{sample}.sql").read_text())
+        added.append(str(path.relative_to(repo)))
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m", "change")
+    return added
+
+
+def _lint(config_dir: Path, repo: Path, fmt: str = "markdown") -> int:
+    return main(
+        ["lint-migrations", "--env", ENV, "--config-dir", str(config_dir), "--base", "base", "--repo-root", str(repo), "--format", fmt]
+    )
+
+
+@pytest.mark.parametrize(
+    ("sample", "rule"),
+    [
+        ("index_without_concurrently", "require-concurrent-index-creation"),
+        ("not_null_without_default", "adding-required-field"),
+        ("column_type_change", "changing-column-type"),
+        ("dropped_column", "ban-drop-column"),
+    ],
+)
+def test_a_blocking_migration_is_found(config_dir: Path, repo: Path, capsys: pytest.CaptureFixture[str], sample: str, rule: str) -> None:
+    (added,) = _add(repo, sample)
+    assert _lint(config_dir, repo) == ExitCode.FINDINGS
+    out = capsys.readouterr().out
+    assert out.startswith("### Migration lint (squawk)")
+    row = next(line for line in out.splitlines() if f"`{rule}`" in line)
+    assert row.startswith(f"| `{added}` | 2 |")  # the statement's line (after Prisma's comment)
+    assert "prefer-robust-stmts" not in out.split("Rules left out")[0]  # excluded by the config's default
+    assert "Rules left out by the config: prefer-robust-stmts." in out
+
+
+def test_a_clean_migration_has_no_findings(config_dir: Path, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (added,) = _add(repo, "clean")
+    assert _lint(config_dir, repo) == ExitCode.OK
+    assert f"No findings in 1 added migration(s): `{added}`." in capsys.readouterr().out
+
+
+def test_only_added_migrations_under_the_configured_path_are_linted(
+    config_dir: Path, repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _add(repo, "dropped_column", folder="other/prisma/migrations")  # another path
+    (repo / MIGRATIONS / "20261101000000_init" / "migration.sql").write_text('DROP TABLE "Invoice";\n')  # an edit, not an addition
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-am", "edit")
+    assert _lint(config_dir, repo) == ExitCode.OK
+    assert "No migration added." in capsys.readouterr().out
+
+
+def test_rules_and_path_come_from_the_config(config_dir: Path, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = yaml.safe_load((config_dir / f"{ENV}.yaml").read_text())
+    settings["review"] = {"migrations_path": "db/migrations", "squawk_excluded_rules": ["ban-drop-column", "prefer-robust-stmts"]}
+    (config_dir / f"{ENV}.yaml").write_text(yaml.safe_dump(settings))
+    _add(repo, "dropped_column", folder="db/migrations")
+    assert _lint(config_dir, repo, "text") == ExitCode.FINDINGS  # the timeouts are still asked for
+    out = capsys.readouterr().out
+    assert "ban-drop-column" not in out and "require-lock-timeout" in out
+    assert out.strip().endswith("finding(s) in 1 added migration(s) under db/migrations")
+
+
+def test_a_bad_base_is_one_line(config_dir: Path, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["lint-migrations", "--env", ENV, "--config-dir", str(config_dir), "--base", "nope", "--repo-root", str(repo)])
+    assert code == ExitCode.USAGE
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("release: git diff against nope failed")
