@@ -209,7 +209,11 @@ def test_application_name_without_ecs(runner_module: ModuleType) -> None:
     [("disable", "require"), ("require", "verify-full"), ("verify-full", "prefer")],
 )
 def test_database_url_sslmode_contradicting_db_sslmode_is_a_config_error(url_mode: str, env_mode: str) -> None:
-    env = {"DATABASE_URL": f"postgresql://u:{quote(PASSWORD, safe='')}@h/db?sslmode={url_mode}", "DB_SSLMODE": env_mode, "MIGRATE_COMMAND": "true"}
+    env = {
+        "DATABASE_URL": f"postgresql://u:{quote(PASSWORD, safe='')}@h/db?sslmode={url_mode}",
+        "DB_SSLMODE": env_mode,
+        "MIGRATE_COMMAND": "true",
+    }
     proc = run(env | {"MIGRATE_URL_TLS": "libpq"})
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()

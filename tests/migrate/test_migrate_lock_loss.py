@@ -60,9 +60,7 @@ def lock_holder_pid(pg: pgserver.PgServer, database: str, key: int) -> int:
     return granted[0]
 
 
-def start_pair(
-    start_runner: StartRunner, env_a: dict[str, str], env_b: dict[str, str], journal: Path
-) -> tuple[Runner, Runner]:
+def start_pair(start_runner: StartRunner, env_a: dict[str, str], env_b: dict[str, str], journal: Path) -> tuple[Runner, Runner]:
     """A holding the lock and running its ticking command; B queued behind it."""
     a = start_runner(env_a | {"MIGRATE_COMMAND": ticking(journal, "A")}, "A")
     wait_until(lambda: journal.exists() and bool(stamps(journal, "A")), 15, "A's command to start")
@@ -98,10 +96,8 @@ def test_command_that_ends_its_own_lock_session_and_exits_0_is_not_a_success(
 ) -> None:
     key = int(base_env["MIGRATE_LOCK_KEY"])
     hi, lo = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
-    query = (
-        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-        f" AND classid::bigint = {hi} AND objid::bigint = {lo}"
-    )
+    where = f"classid::bigint = {hi} AND objid::bigint = {lo}"
+    query = f"SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND {where}"  # noqa: S608 - ints
     command = shlex.join(["sh", "-c", f'psql -X -q -At "$DATABASE_URL" -c "{query}" >/dev/null; exit 0'])
     res = start_runner(base_env | {"MIGRATE_COMMAND": command}).wait(timeout=20)
     assert_lock_lost(res.code, res.stderr)
