@@ -707,7 +707,11 @@ class LockWatch:
         self.next_at = time.monotonic() + every
 
     def fileno(self) -> int:
-        return self.pgconn.socket
+        """The session's socket, or -1 once libpq has dropped the connection."""
+        try:
+            return self.pgconn.socket
+        except psycopg.Error:
+            return -1
 
     def wake_at(self) -> float:
         return self.next_at if self.sent_at is None else self.sent_at + self.timeout
@@ -716,6 +720,8 @@ class LockWatch:
         """Advance; returns why the session is lost, or None while it is alive."""
         now = time.monotonic()
         try:
+            if self.pgconn.status != pq.ConnStatus.OK:
+                return "the server closed the lock session"
             if readable:
                 self.pgconn.consume_input()
                 lost = self._collect(now)
@@ -872,7 +878,13 @@ def supervise(proc: subprocess.Popen[bytes], watch: LockWatch, deadline_at: floa
     already hold the lock); the deadline stops it like SIGTERM from ECS would (grace, then SIGKILL).
     """
     exit_r, exit_w = os.pipe()
-    threading.Thread(target=lambda: (proc.wait(), os.write(exit_w, b"x")), name="reaper", daemon=True).start()
+
+    def reap() -> None:  # wakes the select below the moment the command exits
+        proc.wait()
+        with contextlib.suppress(OSError):
+            os.write(exit_w, b"x")
+
+    threading.Thread(target=reap, name="reaper", daemon=True).start()
     outcome = Outcome(returncode=0)
     try:
         while True:
