@@ -657,7 +657,8 @@ def acquire_lock(
                 waited = time.monotonic() - start
                 log(f"still waiting for lock key {key} after {waited:.0f} s; held by {describe_holder(conn, key)}")
             continue
-        conn.execute("SELECT set_config('lock_timeout', '0', false)")
+        # lock_timeout keeps the attempt's value: nothing this session runs from now on waits for a
+        # lock, and resetting it would cost the hand-over a round trip.
         return time.monotonic() - start
     raise LockTimeoutError(
         f"lock key {key} not acquired within {configured if configured is not None else wait:g} s (MIGRATE_LOCK_WAIT_SECONDS); "
