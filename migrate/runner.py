@@ -506,6 +506,7 @@ _CONFIG_MARKERS = (
     "server does not support ssl",
     "invalid sslmode",
     "invalid connection option",
+    "unrecognized configuration parameter",  # a server older than PostgreSQL 12 (tcp_user_timeout)
 )
 
 

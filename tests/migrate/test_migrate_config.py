@@ -265,6 +265,7 @@ def test_unset_command_means_the_default_but_empty_does_not(runner_module: Modul
         ('FATAL:  database "app" does not exist', "3D000", "config"),
         ("SSL error: certificate verify failed", None, "config"),
         ('server certificate for "db" does not match host name "other"', None, "config"),
+        ('FATAL:  unrecognized configuration parameter "tcp_user_timeout"', "42704", "config"),
     ],
 )
 def test_connect_errors_are_classified(runner_module: ModuleType, message: str, sqlstate: str | None, kind: str) -> None:
