@@ -91,6 +91,14 @@ def test_session_terminated_by_the_server(
     assert advisory_locks(pg, database, key) == []
 
 
+def test_heartbeats_answered_through_a_long_command_end_in_success(base_env: dict[str, str], start_runner: StartRunner) -> None:
+    env = base_env | {"MIGRATE_HEARTBEAT_SECONDS": "0.05", "MIGRATE_HEARTBEAT_TIMEOUT_SECONDS": "2", "MIGRATE_COMMAND": "sleep 1"}
+    res = start_runner(env).wait(timeout=20)
+    assert res.code == 0, res.stdout + res.stderr
+    assert "released (held by this session throughout)" in res.stdout
+    assert "lock lost" not in res.stdout
+
+
 def test_command_that_ends_its_own_lock_session_and_exits_0_is_not_a_success(
     pg: pgserver.PgServer, database: str, base_env: dict[str, str], start_runner: StartRunner
 ) -> None:
