@@ -873,20 +873,29 @@ class Outcome:
     deadline_hit: bool = False
 
 
+def _exit_fd(proc: subprocess.Popen[bytes]) -> int:
+    """A file descriptor that becomes readable when the command exits: a pidfd (Linux 5.3+), else
+    a pipe a reaper thread writes to."""
+    with contextlib.suppress(AttributeError, OSError):
+        return os.pidfd_open(proc.pid)
+    exit_r, exit_w = os.pipe()
+
+    def reap() -> None:
+        proc.wait()
+        with contextlib.suppress(OSError):
+            os.write(exit_w, b"x")
+
+    threading.Thread(target=reap, name="reaper", daemon=True).start()
+    return exit_r
+
+
 def supervise(proc: subprocess.Popen[bytes], watch: LockWatch, deadline_at: float | None) -> Outcome:
     """Wait for the command while watching the lock session and the deadline.
 
     A lost session kills the command's whole process group at once (SIGKILL: another runner may
     already hold the lock); the deadline stops it like SIGTERM from ECS would (grace, then SIGKILL).
     """
-    exit_r, exit_w = os.pipe()
-
-    def reap() -> None:  # wakes the select below the moment the command exits
-        proc.wait()
-        with contextlib.suppress(OSError):
-            os.write(exit_w, b"x")
-
-    threading.Thread(target=reap, name="reaper", daemon=True).start()
+    exit_r = _exit_fd(proc)
     outcome = Outcome(returncode=0)
     try:
         while True:
@@ -1029,5 +1038,19 @@ def main() -> int:
         die(EXIT_INTERNAL, f"unexpected error: {type(exc).__name__}: {one_line(exc)}")
 
 
+def _exit_now(code: int) -> NoReturn:
+    """Exit without the interpreter's teardown (module and thread clean-up): every line is already
+    flushed and the session closed, and tearing down psycopg and threads only delays the exit code
+    the state machine and the next runner are waiting for."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        status = main()
+    except SystemExit as stop:
+        status = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else EXIT_INTERNAL)
+    _exit_now(status)
