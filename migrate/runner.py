@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime as dt
-import json
 import math
 import os
 import random
@@ -52,7 +51,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
@@ -444,6 +442,9 @@ def application_name(env: Mapping[str, str]) -> str:
     uri = env.get("ECS_CONTAINER_METADATA_URI_V4", "").rstrip("/")
     ident = ""
     if uri.startswith("http://"):
+        import json  # noqa: PLC0415 - only on ECS: keeps start-up short elsewhere
+        import urllib.request  # noqa: PLC0415
+
         with contextlib.suppress(Exception):
             # The task metadata endpoint is link-local: never go through an HTTP(S)_PROXY.
             opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
