@@ -159,6 +159,15 @@ class MigrateConfig(_Strict):
     # Optional: a secret holding a whole DATABASE_URL (the team's existing secret), instead of
     # the schema owner's username/password keys.
     database_url_secret_arn: SecretArn | None = None
+    # The migration owner's secret (keys `username`, `password`): a role that owns the schema and
+    # is NOT the master user (docs/migrations.md has the SQL). Unset: the database's owner secret.
+    owner_secret_arn: SecretArn | None = None
+    # TLS of the runner's lock session and of the command's URL (verify-* use the image's RDS CA bundle).
+    ssl_mode: Literal["verify-full", "verify-ca", "require"] = "verify-full"
+    # How the command's URL spells TLS: Prisma's engine ignores verify-* (falls back to prefer).
+    url_tls: Literal["prisma", "libpq"] = "prisma"
+    # How long the runner retries transient connect errors (an RDS failover takes 30-120 s).
+    connect_wait_seconds: int = Field(default=120, ge=0, le=900)
 
     @model_validator(mode="after")
     def _lock_wait_leaves_time_to_migrate(self) -> MigrateConfig:

@@ -21,6 +21,19 @@ from constructs import Construct
 CONTAINER_NAME = "migrate"
 LOG_STREAM_PREFIX = "migrate"
 TEMPLATE_IMAGE_TAG = "release-renders-this"
+#: Where migrate/Dockerfile puts Amazon RDS's global CA bundle (tests check both agree).
+RDS_CA_BUNDLE_PATH = "/opt/runner/rds-global-bundle.pem"
+#: How long before the state machine's migration bound the runner stops the command itself, so
+#: that it exits with its own code (6) and releases the lock before Step Functions gives up.
+DEADLINE_MARGIN_SECONDS = 60
+
+
+def runner_deadline_seconds(timeout_minutes: int) -> int:
+    """MIGRATE_DEADLINE_SECONDS for a state machine bound of ``timeout_minutes`` (config
+    migrate.timeout_minutes, the same value the state machine's migration timeout is built from):
+    the bound minus a minute, and never less than half the bound."""
+    bound = timeout_minutes * 60
+    return max(bound - DEADLINE_MARGIN_SECONDS, bound // 2)
 
 
 class MigrateTask(Construct):
@@ -73,6 +86,9 @@ class MigrateTask(Construct):
             execution_role=self.execution_role,
             task_role=self.task_role,
         )
+        if config.owner_secret_arn:
+            # The migration owner: owns the schema, is not the master user (docs/migrations.md).
+            owner_secret = secretsmanager.Secret.from_secret_complete_arn(self, "MigrationOwnerSecret", config.owner_secret_arn)
         if config.database_url_secret_arn:
             url_secret = secretsmanager.Secret.from_secret_complete_arn(self, "DatabaseUrlSecret", config.database_url_secret_arn)
             secrets = {"DATABASE_URL": ecs.Secret.from_secrets_manager(url_secret)}
@@ -94,9 +110,13 @@ class MigrateTask(Construct):
                 "DB_HOST": database_host,
                 "DB_PORT": str(database_port),
                 "DB_NAME": database_name,
-                "DB_SSLMODE": "require",
+                "DB_SSLMODE": config.ssl_mode,
+                "DB_SSLROOTCERT": RDS_CA_BUNDLE_PATH,
+                "MIGRATE_URL_TLS": config.url_tls,
                 "MIGRATE_COMMAND": config.command,
                 "MIGRATE_LOCK_WAIT_SECONDS": str(config.lock_wait_seconds),
+                "MIGRATE_CONNECT_WAIT_SECONDS": str(config.connect_wait_seconds),
+                "MIGRATE_DEADLINE_SECONDS": str(runner_deadline_seconds(config.timeout_minutes)),
             },
             secrets=secrets,
             stop_timeout=None,
@@ -106,7 +126,7 @@ class MigrateTask(Construct):
             [
                 NagPackSuppression(
                     id="AwsSolutions-ECS2",
-                    reason="Only non-secret settings (host, port, database name, command, lock wait) are plain environment; the credentials are injected from Secrets Manager.",
+                    reason="Only non-secret settings (host, port, database name, TLS mode and CA path, command, waits, deadline) are plain environment; the credentials are injected from Secrets Manager.",
                 )
             ],
         )

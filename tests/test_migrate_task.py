@@ -3,13 +3,18 @@ roles holding only what the task needs."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_cdk.assertions import Match
 
+from config import load_config
+from constructs.migrate_task import RDS_CA_BUNDLE_PATH, runner_deadline_seconds
 from tests.support import Synthesized
 
-OWNER_SECRET = "arn:aws:secretsmanager:ap-southeast-5:123456789012:secret:rds!db-0example-AbCdEf"
+#: config/example.yaml migrate.owner_secret_arn: the migration owner, not the RDS master user.
+OWNER_SECRET = "arn:aws:secretsmanager:ap-southeast-5:123456789012:secret:cashsouk/migrate-owner-AbCdEf"
+MASTER_SECRET = "arn:aws:secretsmanager:ap-southeast-5:123456789012:secret:rds!db-0example-AbCdEf"
 
 
 def _container(synthesized: Synthesized) -> dict[str, Any]:
@@ -46,9 +51,13 @@ def test_one_essential_container_with_credentials_from_secret_keys(synthesized: 
         "DB_HOST": "cashsouk-db.c0example0.ap-southeast-5.rds.amazonaws.com",  # the instance, not the proxy
         "DB_PORT": "5432",
         "DB_NAME": "cashsouk",
-        "DB_SSLMODE": "require",
+        "DB_SSLMODE": "verify-full",
+        "DB_SSLROOTCERT": RDS_CA_BUNDLE_PATH,  # where migrate/Dockerfile puts the RDS global bundle
+        "MIGRATE_URL_TLS": "prisma",
         "MIGRATE_COMMAND": "npx prisma migrate deploy",
         "MIGRATE_LOCK_WAIT_SECONDS": "600",
+        "MIGRATE_CONNECT_WAIT_SECONDS": "120",
+        "MIGRATE_DEADLINE_SECONDS": "840",  # migrate.timeout_minutes 15 = 900 s, minus 60 s
     }
 
 
@@ -96,3 +105,23 @@ def test_task_family_and_log_group_are_exported(synthesized: Synthesized) -> Non
     assert outputs["MigrateTaskFamily"]["Export"] == {"Name": "cashsouk-example-release-MigrateTaskFamily"}
     assert outputs["MigrateLogGroupName"]["Export"] == {"Name": "cashsouk-example-release-MigrateLogGroupName"}
     assert outputs["ClusterName"]["Value"] == "default"
+
+
+def test_the_master_secret_is_not_readable_by_the_migrate_task(synthesized: Synthesized) -> None:
+    template = synthesized.template("example", "release")
+    assert MASTER_SECRET not in json.dumps(template.to_json())
+
+
+def test_deadline_sits_below_the_state_machine_bound_from_the_same_config_value(synthesized: Synthesized) -> None:
+    config = load_config("example")
+    bound = config.migrate.timeout_minutes * 60
+    environment = {item["Name"]: item["Value"] for item in _container(synthesized)["Environment"]}
+    assert int(environment["MIGRATE_DEADLINE_SECONDS"]) == runner_deadline_seconds(config.migrate.timeout_minutes) == bound - 60
+    # The runner gives up waiting for the lock before its own deadline.
+    assert config.migrate.lock_wait_seconds <= int(environment["MIGRATE_DEADLINE_SECONDS"])
+
+
+def test_runner_deadline_for_short_and_long_bounds() -> None:
+    assert runner_deadline_seconds(1) == 30  # never less than half the bound
+    assert runner_deadline_seconds(2) == 60
+    assert runner_deadline_seconds(120) == 7140

@@ -74,6 +74,7 @@ def base_env(pg: pgserver.PgServer, database: str, lock_key: int) -> dict[str, s
         "DB_USER": ROLE,
         "DB_PASSWORD": PASSWORD,
         "DB_SSLMODE": "require" if pg.tls else "disable",
+        "MIGRATE_URL_TLS": "libpq",  # the stand-in command is psql
         "MIGRATE_LOCK_KEY": str(lock_key),
         "MIGRATE_LOCK_WAIT_SECONDS": "20",
         "MIGRATE_STOP_GRACE_SECONDS": "5",

@@ -8,7 +8,9 @@ The server:
 - listens on a free TCP port on 127.0.0.1 only; the unix socket is in the temp directory;
 - authenticates TCP clients with SCRAM passwords (so password handling is tested for real) and
   trusts the unix socket (used only by the admin helpers here);
-- serves TLS with a self-signed certificate made with ``openssl`` when it is available;
+- serves TLS with a certificate signed by a throw-away test CA (``ca_file``; SAN IP 127.0.0.1 and
+  DNS localhost, so verify-full works) made with ``openssl`` when it is available; a second CA
+  (``wrong_ca_file``) signed nothing;
 - runs as an unprivileged account when the caller is root (PostgreSQL refuses to run as root):
   the ``postgres`` account if it exists, else ``nobody``.
 """
@@ -107,6 +109,30 @@ class PgServer:
     def tls(self) -> bool:
         return self.cert_file is not None
 
+    @property
+    def ca_file(self) -> Path:
+        """The CA that signed the server certificate (verify-full succeeds with it)."""
+        return self.root / "test-ca.crt"
+
+    @property
+    def wrong_ca_file(self) -> Path:
+        """A CA that signed nothing here (verify-full fails with it)."""
+        return self.root / "wrong-ca.crt"
+
+    def pg_ctl(self, *args: str, timeout: float = 60) -> None:
+        self._run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), *args], timeout=timeout)
+
+    def shut_down(self) -> None:
+        """Stop the server (fast: sessions are terminated, as in a restart or failover)."""
+        self.pg_ctl("-m", "fast", "-w", "stop")
+
+    def start_again(self) -> None:
+        """Start the stopped server on the same port."""
+        self.pg_ctl("-l", str(self.log_file), "-o", f"-p {self.port}", "-w", "-t", "30", "start")
+
+    def restart(self) -> None:
+        self.pg_ctl("-l", str(self.log_file), "-o", f"-p {self.port}", "-m", "fast", "-w", "-t", "30", "restart")
+
     def admin(self, dbname: str = "postgres") -> psycopg.Connection[Any]:
         """Superuser connection over the unix socket (trust auth), autocommit."""
         return psycopg.connect(
@@ -167,23 +193,40 @@ def _run_as(args: list[str], account: tuple[int, int] | None, timeout: float = 6
         raise RuntimeError(f"{Path(args[0]).name} exited {proc.returncode}: {out}")
 
 
-def _make_cert(directory: Path) -> Path | None:
-    """Self-signed certificate + key for 127.0.0.1 (EC P-256: fast), or None without openssl."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        return None
-    cert, key = directory / "server.crt", directory / "server.key"
+def _openssl(*args: str) -> None:
     subprocess.run(
-        [
-            openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        timeout=30,
+        ["openssl", *args], check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30
+    )
+
+
+def _make_ca(directory: Path, name: str) -> tuple[Path, Path]:
+    """A throw-away certificate authority (EC P-256: fast): (certificate, key)."""
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    _openssl(
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name}",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )  # fmt: skip
+    return cert, key
+
+
+def _make_cert(directory: Path) -> Path | None:
+    """A test CA, a server certificate it signed (SAN: IP 127.0.0.1, DNS localhost), and a second
+    CA that signed nothing (the "wrong CA"). Returns the server certificate, or None without openssl."""
+    if shutil.which("openssl") is None:
+        return None
+    ca_cert, ca_key = _make_ca(directory, "test-ca")
+    _make_ca(directory, "wrong-ca")
+    cert, key, csr = directory / "server.crt", directory / "server.key", directory / "server.csr"
+    _openssl(
+        "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1",
+    )  # fmt: skip
+    extensions = directory / "server.ext"
+    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    _openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-out", str(cert), "-days", "2", "-extfile", str(extensions),
     )  # fmt: skip
     return cert
 
@@ -198,6 +241,9 @@ def start_server(*, tls: bool = True) -> PgServer:
         root.chmod(0o755)
         (root / "sock").mkdir()
         cert = _make_cert(root) if tls else None
+        for name in ("test-ca.key", "wrong-ca.key"):
+            with contextlib.suppress(FileNotFoundError):
+                (root / name).unlink()  # nothing signs with them any more
         if account is not None:
             os.chown(root / "sock", *account)
             if cert is not None:

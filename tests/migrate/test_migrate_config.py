@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 
@@ -19,6 +19,7 @@ GOOD = {
     "DB_NAME": "app",
     "DB_USER": "owner",
     "DB_PASSWORD": PASSWORD,
+    "DB_SSLMODE": "require",
     "MIGRATE_COMMAND": "true",
 }
 
@@ -73,6 +74,25 @@ def without(name: str) -> dict[str, str]:
             "DATABASE_URL sslmode",
             id="url-sslmode",
         ),
+        pytest.param(GOOD | {"MIGRATE_COMMAND": ""}, "MIGRATE_COMMAND", id="empty-command"),
+        pytest.param(GOOD | {"MIGRATE_COMMAND": "   "}, "MIGRATE_COMMAND", id="blank-command"),
+        pytest.param(without("DB_SSLMODE"), "DB_SSLROOTCERT", id="verify-full-by-default-needs-a-ca"),
+        pytest.param(GOOD | {"DB_SSLMODE": "verify-ca"}, "DB_SSLROOTCERT", id="verify-ca-needs-a-ca"),
+        pytest.param(
+            GOOD | {"DB_SSLMODE": "verify-full", "DB_SSLROOTCERT": "/nonexistent/ca.pem"},
+            "DB_SSLROOTCERT",
+            id="ca-file-missing",
+        ),
+        pytest.param(GOOD | {"MIGRATE_URL_TLS": "jdbc"}, "MIGRATE_URL_TLS", id="bad-url-style"),
+        pytest.param(GOOD | {"DB_SSLMODE": "allow"}, "DB_SSLMODE allow", id="allow-has-no-prisma-spelling"),
+        pytest.param(GOOD | {"MIGRATE_CONNECT_WAIT_SECONDS": "soon"}, "MIGRATE_CONNECT_WAIT_SECONDS", id="connect-wait"),
+        pytest.param(GOOD | {"MIGRATE_DEADLINE_SECONDS": "-5"}, "MIGRATE_DEADLINE_SECONDS", id="deadline"),
+        pytest.param(GOOD | {"MIGRATE_HEARTBEAT_SECONDS": "0"}, "MIGRATE_HEARTBEAT_SECONDS", id="heartbeat-zero"),
+        pytest.param(
+            GOOD | {"MIGRATE_HEARTBEAT_TIMEOUT_SECONDS": "30"},
+            "MIGRATE_HEARTBEAT_TIMEOUT_SECONDS",
+            id="heartbeat-window-near-the-server-keepalive",
+        ),
     ],
 )
 def test_bad_configuration_exits_2_with_one_line(env: dict[str, str], variable: str) -> None:
@@ -121,10 +141,10 @@ def test_url_from_db_parts_round_trips_every_special_character(runner_module: Mo
 
 
 def test_ipv6_host_is_bracketed(runner_module: ModuleType) -> None:
-    cfg = runner_module.load_config(GOOD | {"DB_HOST": "fd00::5", "DB_SSLMODE": "verify-full"})
+    cfg = runner_module.load_config(GOOD | {"DB_HOST": "fd00::5", "DB_SSLMODE": "prefer"})
     parts = urlsplit(cfg.child_url)
     assert parts.hostname == "fd00::5"
-    assert parse_qs(parts.query) == {"sslmode": ["verify-full"]}
+    assert parse_qs(parts.query) == {"sslmode": ["prefer"]}
 
 
 def test_database_url_parsed_for_the_lock_connection(runner_module: ModuleType) -> None:
@@ -141,7 +161,7 @@ def test_database_url_parsed_for_the_lock_connection(runner_module: ModuleType) 
     # Prisma's own parameters are kept; only sslmode is added.
     assert cfg.child_url == url + "&sslmode=prefer"
     # DB_* are optional with DATABASE_URL and ignored if present.
-    assert runner_module.load_config({"DATABASE_URL": url, "DB_HOST": "other"}).host == "db"
+    assert runner_module.load_config({"DATABASE_URL": url, "DB_HOST": "other", "DB_SSLMODE": "prefer"}).host == "db"
 
 
 def test_defaults(runner_module: ModuleType) -> None:
@@ -150,7 +170,8 @@ def test_defaults(runner_module: ModuleType) -> None:
     assert cfg.lock_key == runner_module.DEFAULT_LOCK_KEY != 72707369
     assert cfg.lock_key == int.from_bytes(b"migrate!", "big")
     assert cfg.lock_wait == 900
-    assert cfg.sslmode == "require"
+    assert cfg.sslmode == "require"  # GOOD sets it; unset, the default is verify-full (below)
+    assert (cfg.connect_wait, cfg.deadline, cfg.heartbeat_every, cfg.heartbeat_timeout) == (120, None, 1, 3)
 
 
 def test_child_environment_drops_db_password(runner_module: ModuleType) -> None:
@@ -178,3 +199,79 @@ def test_application_name_from_ecs_metadata_uri(runner_module: ModuleType, uri: 
 def test_application_name_without_ecs(runner_module: ModuleType) -> None:
     name = runner_module.application_name({})
     assert name.startswith("migrate-runner ") and f":{os.getpid()}" in name
+
+
+# --------------------------------------------------------------------------- TLS settings
+
+
+@pytest.mark.parametrize(
+    ("url_mode", "env_mode"),
+    [("disable", "require"), ("require", "verify-full"), ("verify-full", "prefer")],
+)
+def test_database_url_sslmode_contradicting_db_sslmode_is_a_config_error(url_mode: str, env_mode: str) -> None:
+    env = {
+        "DATABASE_URL": f"postgresql://u:{quote(PASSWORD, safe='')}@h/db?sslmode={url_mode}",
+        "DB_SSLMODE": env_mode,
+        "MIGRATE_COMMAND": "true",
+    }
+    proc = run(env | {"MIGRATE_URL_TLS": "libpq"})
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert f"DATABASE_URL asks for sslmode {url_mode}" in line and f"DB_SSLMODE is {env_mode}" in line
+    assert PASSWORD not in proc.stderr + proc.stdout and quote(PASSWORD, safe="") not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_verify_full_in_prisma_spelling(runner_module: ModuleType, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not parsed by the runner itself")
+    cfg = runner_module.load_config(GOOD | {"DB_SSLMODE": "verify-full", "DB_SSLROOTCERT": str(ca)})
+    assert (cfg.sslmode, cfg.sslrootcert) == ("verify-full", str(ca))
+    # Prisma's engine treats an sslmode it does not know as "prefer": verification is spelled its way.
+    assert parse_qs(urlsplit(cfg.child_url).query) == {"sslmode": ["require"], "sslaccept": ["strict"], "sslcert": [str(ca)]}
+
+    libpq = runner_module.load_config(GOOD | {"DB_SSLMODE": "verify-full", "DB_SSLROOTCERT": str(ca), "MIGRATE_URL_TLS": "libpq"})
+    assert parse_qs(urlsplit(libpq.child_url).query) == {"sslmode": ["verify-full"], "sslrootcert": [str(ca)]}
+
+
+def test_database_url_in_prisma_spelling_counts_as_verify_full(runner_module: ModuleType, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    url = f"postgresql://u:pw@db/app?sslmode=require&sslaccept=strict&sslcert={ca}"
+    cfg = runner_module.load_config({"DATABASE_URL": url, "DB_SSLMODE": "verify-full", "MIGRATE_COMMAND": "true"})
+    assert (cfg.sslmode, cfg.sslrootcert, cfg.child_url) == ("verify-full", str(ca), url)
+    with pytest.raises(runner_module.ConfigError, match="DB_SSLMODE is require"):
+        runner_module.load_config({"DATABASE_URL": url, "DB_SSLMODE": "require", "MIGRATE_COMMAND": "true"})
+
+
+def test_unset_command_means_the_default_but_empty_does_not(runner_module: ModuleType) -> None:
+    assert runner_module.load_config(without("MIGRATE_COMMAND")).command == ["npx", "prisma", "migrate", "deploy"]
+    with pytest.raises(runner_module.ConfigError, match="MIGRATE_COMMAND is set but empty"):
+        runner_module.load_config(GOOD | {"MIGRATE_COMMAND": ""})
+
+
+@pytest.mark.parametrize(
+    ("message", "sqlstate", "kind"),
+    [
+        ('connection to server at "db" failed: Connection refused', None, "transient"),
+        ('connection to server at "db" failed: timeout expired', None, "transient"),
+        ('could not translate host name "db" to address: Name or service not known', None, "transient"),
+        ("FATAL:  the database system is starting up", "57P03", "transient"),
+        ("FATAL:  the database system is shutting down", "57P03", "transient"),
+        ("server closed the connection unexpectedly", None, "transient"),
+        ('FATAL:  password authentication failed for user "owner"', "28P01", "auth"),
+        ('FATAL:  role "owner" does not exist', "28000", "auth"),
+        ('FATAL:  no pg_hba.conf entry for host "10.0.0.1"', "28000", "auth"),
+        ('FATAL:  database "app" does not exist', "3D000", "config"),
+        ("SSL error: certificate verify failed", None, "config"),
+        ('server certificate for "db" does not match host name "other"', None, "config"),
+        ('FATAL:  unrecognized configuration parameter "tcp_user_timeout"', "42704", "config"),
+    ],
+)
+def test_connect_errors_are_classified(runner_module: ModuleType, message: str, sqlstate: str | None, kind: str) -> None:
+    class FakeError(runner_module.psycopg.OperationalError):  # type: ignore[name-defined,misc]
+        pass
+
+    exc = FakeError(message)
+    exc.__dict__["sqlstate"] = sqlstate
+    assert runner_module.classify_connect_error(exc) == kind

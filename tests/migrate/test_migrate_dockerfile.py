@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from constructs.migrate_task import RDS_CA_BUNDLE_PATH
 from tests.migrate.runner_harness import REPO
 
 DOCKERFILE = REPO / "migrate" / "Dockerfile"
@@ -104,3 +109,60 @@ def test_no_account_specific_value_or_secret_in_the_file(parsed: list[tuple[str,
     for keyword, rest in parsed:
         if keyword in ("FROM", "COPY"):
             assert not re.search(r"[\w-]+\.[\w.-]+(:\d+)?/", rest), rest
+
+
+# --------------------------------------------------------------------------- the RDS CA bundle
+
+BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+
+
+def env_of(parsed: list[tuple[str, str]]) -> dict[str, str]:
+    return dict(item.split("=", 1) for rest in args_of(parsed, "ENV") for item in shlex.split(rest))
+
+
+def bundle_run(parsed: list[tuple[str, str]]) -> str:
+    (run,) = [rest for rest in args_of(parsed, "RUN") if BUNDLE_URL in rest]
+    return run
+
+
+def test_rds_global_bundle_is_fetched_from_aws_checked_and_used_by_default(parsed: list[tuple[str, str]]) -> None:
+    run = bundle_run(parsed)
+    assert f"{BUNDLE_URL} {RDS_CA_BUNDLE_PATH}" in run
+    assert "sha256sum --check" in run
+    # The checksum has no default in the file: the app repository's CI pins it, or the build fails.
+    assert "RDS_CA_BUNDLE_SHA256" in args_of(parsed, "ARG")
+    env = env_of(parsed)
+    assert env["DB_SSLROOTCERT"] == RDS_CA_BUNDLE_PATH  # the same path the task definition names
+    assert env["DB_SSLMODE"] == "verify-full"
+    assert env["MIGRATE_URL_TLS"] == "prisma"
+    # Fetched as root before USER node: the unprivileged user can read the bundle, not replace it.
+    keywords = [kw for kw, _ in parsed]
+    position = next(i for i, (kw, rest) in enumerate(parsed) if kw == "RUN" and BUNDLE_URL in rest)
+    assert position < keywords.index("USER")
+
+
+@pytest.mark.parametrize(("pinned", "ok"), [("right", True), ("wrong", False), ("", False)])
+def test_bundle_step_accepts_only_the_pinned_checksum(parsed: list[tuple[str, str]], tmp_path: Path, pinned: str, ok: bool) -> None:
+    """The RUN step itself, executed with sh: python3 is a stub 'downloading' a local file."""
+    served = tmp_path / "served.pem"
+    served.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    right = hashlib.sha256(served.read_bytes()).hexdigest()
+    stub = tmp_path / "bin" / "python3"
+    stub.parent.mkdir()
+    stub.write_text(f'#!/bin/sh\n[ "$3" = "{BUNDLE_URL}" ] && cp {served} "$4"\n')
+    stub.chmod(0o755)
+    target = tmp_path / "opt"
+    target.mkdir()
+    script = bundle_run(parsed).replace("/opt/runner/", f"{target}/")
+    checksum = {"right": right, "wrong": "0" * 64, "": ""}[pinned]
+    proc = subprocess.run(
+        ["sh", "-c", script],
+        env={"PATH": f"{stub.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}", "RDS_CA_BUNDLE_SHA256": checksum},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (proc.returncode == 0) is ok, proc.stdout + proc.stderr
+    if not pinned:
+        assert "RDS_CA_BUNDLE_SHA256 is required" in proc.stderr

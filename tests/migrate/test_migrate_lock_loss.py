@@ -1,0 +1,190 @@
+"""A runner that loses its lock session stops its command and exits 5, never 0.
+
+Each case runs two runners on one lock key: A holds the lock and runs a command that writes a
+time-stamped line every 20 ms until it is killed; B waits, then runs a command that writes its
+start. The journal (one file, wall-clock stamps) proves no two commands overlapped: every line A
+wrote is older than B's start. How fast A notices is measured in bench/runner_bench.py; the tests
+only guard against hangs.
+
+The connection-cut case uses a short heartbeat (MIGRATE_HEARTBEAT_SECONDS=0.2,
+MIGRATE_HEARTBEAT_TIMEOUT_SECONDS=1) so that it takes about 2 s instead of about 4 s.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.migrate import pgserver
+from tests.migrate.runner_harness import APP_DB, PASSWORD, ROLE, Runner, advisory_locks
+from tests.migrate.tcp_proxy import TcpProxy
+from tests.migrate.test_migrate_runner import wait_until
+
+StartRunner = Callable[..., Runner]
+
+
+def ticking(journal: Path, name: str) -> str:
+    """A command that records its start, then a tick every 20 ms until it is killed."""
+    j = shlex.quote(str(journal))
+    return shlex.join(
+        [
+            "sh",
+            "-c",
+            f'echo "start $(date +%s.%N) {name}" >> {j}; while :; do echo "tick $(date +%s.%N) {name}" >> {j}; sleep 0.02; done',
+        ]
+    )
+
+
+def once(journal: Path, name: str) -> str:
+    j = shlex.quote(str(journal))
+    return shlex.join(["sh", "-c", f'echo "start $(date +%s.%N) {name}" >> {j}; echo "end $(date +%s.%N) {name}" >> {j}'])
+
+
+def stamps(journal: Path, name: str) -> list[float]:
+    lines = [line.split() for line in journal.read_text().splitlines()]
+    return [float(stamp) for _, stamp, who in lines if who == name]
+
+
+def assert_no_overlap(journal: Path, first: str, second: str) -> None:
+    first_stamps, second_stamps = stamps(journal, first), stamps(journal, second)
+    assert first_stamps and second_stamps, journal.read_text()
+    assert max(first_stamps) < min(second_stamps), f"{first} still ran after {second} started:\n{journal.read_text()}"
+
+
+def lock_holder_pid(pg: pgserver.PgServer, database: str, key: int) -> int:
+    granted = [pid for pid, granted in advisory_locks(pg, database, key) if granted]
+    assert len(granted) == 1
+    return granted[0]
+
+
+def start_pair(start_runner: StartRunner, env_a: dict[str, str], env_b: dict[str, str], journal: Path) -> tuple[Runner, Runner]:
+    """A holding the lock and running its ticking command; B queued behind it."""
+    a = start_runner(env_a | {"MIGRATE_COMMAND": ticking(journal, "A")}, "A")
+    wait_until(lambda: journal.exists() and bool(stamps(journal, "A")), 15, "A's command to start")
+    b = start_runner(env_b | {"MIGRATE_COMMAND": once(journal, "B")}, "B")
+    b.wait_for_output("waiting for lock key", timeout=15)
+    return a, b
+
+
+def assert_lock_lost(result_code: int, stderr: str) -> None:
+    assert result_code == 5, stderr
+    (line,) = [line for line in stderr.splitlines() if line.strip()]
+    assert "lost while the command ran" in line
+
+
+def test_session_terminated_by_the_server(
+    pg: pgserver.PgServer, database: str, base_env: dict[str, str], start_runner: StartRunner, tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal"
+    a, b = start_pair(start_runner, base_env, base_env, journal)
+    key = int(base_env["MIGRATE_LOCK_KEY"])
+    with pg.admin(database) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (lock_holder_pid(pg, database, key),))
+    res_a, res_b = a.wait(timeout=20), b.wait(timeout=20)
+    assert_lock_lost(res_a.code, res_a.stderr)
+    assert "command's process group killed" in res_a.stdout
+    assert res_b.code == 0, res_b.stdout + res_b.stderr
+    assert_no_overlap(journal, "A", "B")
+    assert advisory_locks(pg, database, key) == []
+
+
+def test_heartbeats_answered_through_a_long_command_end_in_success(base_env: dict[str, str], start_runner: StartRunner) -> None:
+    env = base_env | {"MIGRATE_HEARTBEAT_SECONDS": "0.05", "MIGRATE_HEARTBEAT_TIMEOUT_SECONDS": "2", "MIGRATE_COMMAND": "sleep 1"}
+    res = start_runner(env).wait(timeout=20)
+    assert res.code == 0, res.stdout + res.stderr
+    assert "released (held by this session throughout)" in res.stdout
+    assert "lock lost" not in res.stdout
+
+
+def test_command_that_ends_its_own_lock_session_and_exits_0_is_not_a_success(
+    pg: pgserver.PgServer, database: str, base_env: dict[str, str], start_runner: StartRunner
+) -> None:
+    key = int(base_env["MIGRATE_LOCK_KEY"])
+    hi, lo = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
+    where = f"classid::bigint = {hi} AND objid::bigint = {lo}"
+    query = f"SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND {where}"  # noqa: S608 - ints
+    command = shlex.join(["sh", "-c", f'psql -X -q -At "$DATABASE_URL" -c "{query}" >/dev/null; exit 0'])
+    res = start_runner(base_env | {"MIGRATE_COMMAND": command}).wait(timeout=20)
+    assert_lock_lost(res.code, res.stderr)
+
+
+def test_connection_cut_stops_the_command_before_the_server_frees_the_lock(
+    pg: pgserver.PgServer, database: str, base_env: dict[str, str], start_runner: StartRunner, tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal"
+    proxy = TcpProxy(pg.host, pg.port)
+    try:
+        env_a = base_env | {
+            "DB_PORT": str(proxy.port),
+            "MIGRATE_HEARTBEAT_SECONDS": "0.2",
+            "MIGRATE_HEARTBEAT_TIMEOUT_SECONDS": "1",
+        }
+        a, b = start_pair(start_runner, env_a, base_env, journal)
+        key = int(base_env["MIGRATE_LOCK_KEY"])
+        a_session = lock_holder_pid(pg, database, key)
+
+        proxy.blackhole()
+        res_a = a.wait(timeout=20)
+        assert_lock_lost(res_a.code, res_a.stderr)
+        assert "did not answer a heartbeat within 1 s" in res_a.stdout
+        # A stopped while the server still held the lock for its silent session: B still waits.
+        assert lock_holder_pid(pg, database, key) == a_session
+        assert b.proc.poll() is None
+    finally:
+        proxy.close()  # the server now sees the connection end, as its keepalives eventually would
+    res_b = b.wait(timeout=20)
+    assert res_b.code == 0, res_b.stdout + res_b.stderr
+    assert_no_overlap(journal, "A", "B")
+
+
+# --------------------------------------------------------------------------- restarts
+
+
+@pytest.fixture(scope="module")
+def own_pg() -> Iterator[pgserver.PgServer]:
+    """A server of this module's own: these tests restart and stop it."""
+    try:
+        server = pgserver.start_server(tls=True)
+    except pgserver.PgUnavailableError as exc:
+        pytest.skip(f"no PostgreSQL server to test against: {exc}")
+    try:
+        server.create_role_and_db(ROLE, PASSWORD, APP_DB)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_env(own_pg: pgserver.PgServer, base_env: dict[str, str]) -> dict[str, str]:
+    return base_env | {"DB_PORT": str(own_pg.port), "DB_NAME": APP_DB, "MIGRATE_CONNECT_WAIT_SECONDS": "30"}
+
+
+def test_server_restart_while_a_runs_and_b_waits(
+    own_pg: pgserver.PgServer, own_env: dict[str, str], start_runner: StartRunner, tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal"
+    a, b = start_pair(start_runner, own_env, own_env, journal)
+    own_pg.restart()
+    res_a, res_b = a.wait(timeout=30), b.wait(timeout=30)
+    assert_lock_lost(res_a.code, res_a.stderr)
+    # B lost its connection while waiting (holding nothing), reconnected and took the lock.
+    assert res_b.code == 0, res_b.stdout + res_b.stderr
+    assert "connection lost while waiting for the lock" in res_b.stdout
+    assert_no_overlap(journal, "A", "B")
+
+
+def test_server_started_late(own_pg: pgserver.PgServer, own_env: dict[str, str], start_runner: StartRunner, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    own_pg.shut_down()
+    try:
+        runner = start_runner(own_env | {"MIGRATE_COMMAND": shlex.join(["touch", str(marker)])})
+        runner.wait_for_output("database not reachable yet", timeout=15)
+    finally:
+        own_pg.start_again()
+    res = runner.wait(timeout=40)
+    assert res.code == 0, res.stdout + res.stderr
+    assert marker.exists()
+    assert "retrying in" in res.stdout
