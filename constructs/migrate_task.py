@@ -7,7 +7,7 @@ cannot change an image). The placeholder tag below therefore need not exist.
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import ArnFormat, RemovalPolicy, Stack
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
@@ -63,14 +63,14 @@ class MigrateTask(Construct):
         self.execution_role = iam.Role(
             self,
             "ExecutionRole",
-            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            assumed_by=_ecs_tasks_principal(self),
             description=f"{config.family}: pull the migrate image, read the database secret, write logs",
         )
         # Migrations call no AWS API: the task role holds no permissions at all.
         self.task_role = iam.Role(
             self,
             "TaskRole",
-            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            assumed_by=_ecs_tasks_principal(self),
             description=f"{config.family}: no AWS permissions, migrations only talk to PostgreSQL",
         )
         self.task_definition = ecs.FargateTaskDefinition(
@@ -141,3 +141,20 @@ class MigrateTask(Construct):
             ],
             apply_to_children=True,
         )
+
+
+def _ecs_tasks_principal(scope: Construct) -> iam.ServicePrincipal:
+    """ECS tasks of this account and region only (confused-deputy guard).
+
+    The IfExists forms: where ECS sends aws:SourceAccount/aws:SourceArn when it assumes a task or
+    execution role the conditions hold, and where it does not (AWS documents no such example for
+    the execution role) the role still works.
+    """
+    stack = Stack.of(scope)
+    return iam.ServicePrincipal(
+        "ecs-tasks.amazonaws.com",
+        conditions={
+            "StringEqualsIfExists": {"aws:SourceAccount": stack.account},
+            "ArnLikeIfExists": {"aws:SourceArn": stack.format_arn(service="ecs", resource="*", arn_format=ArnFormat.NO_RESOURCE_NAME)},
+        },
+    )

@@ -125,3 +125,19 @@ def test_runner_deadline_for_short_and_long_bounds() -> None:
     assert runner_deadline_seconds(1) == 30  # never less than half the bound
     assert runner_deadline_seconds(2) == 60
     assert runner_deadline_seconds(120) == 7140
+
+
+def test_task_roles_trust_only_ecs_tasks_of_this_account_and_region(synthesized: Synthesized) -> None:
+    """Confused-deputy guard on both roles; the IfExists forms keep the roles working where ECS
+    sends no source keys (docs/migrations.md)."""
+    roles = synthesized.template("example", "release").find_resources(
+        "AWS::IAM::Role",
+        {"Properties": {"AssumeRolePolicyDocument": {"Statement": [{"Principal": {"Service": "ecs-tasks.amazonaws.com"}}]}}},
+    )
+    assert len(roles) == 2
+    for role in roles.values():
+        (statement,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        condition = statement["Condition"]
+        assert condition["StringEqualsIfExists"] == {"aws:SourceAccount": "123456789012"}
+        source_arn = json.dumps(condition["ArnLikeIfExists"]["aws:SourceArn"])
+        assert ":ecs:ap-southeast-5:123456789012:*" in source_arn
