@@ -7,7 +7,7 @@ the definition makes is validated against the service's API model. aws-local-ste
 other candidate, runs JSONPath only.
 
 moto ships the engine with a few parts cut out. The patches below put them back, each small and
-each covered by tests/release/test_interpreter.py:
+each covered by tests/release/test_release_interpreter.py:
 
 1. JSONata evaluation. moto stubs it (LocalStack calls jsonata-java through a JVM). We evaluate with
    jsonata-python, a port of the same jsonata-java reference (pin: jsonata-python==0.7.1).
@@ -18,6 +18,8 @@ each covered by tests/release/test_interpreter.py:
    (an error cause, a reason) breaks every later expression.
 4. aws-sdk request/response casing. Step Functions takes PascalCase arguments and returns PascalCase
    results for every service; moto stubs the mapping to the API's own member names.
+6. aws-sdk error names. Step Functions names an aws-sdk error "<Service>.<Error>" with the service in
+   PascalCase ("Ecs.", "Ecr.", "Ssm."); moto knows the spelling only for DynamoDB and Step Functions.
 5. ``ecs:runTask.sync`` fails the state with ``States.TaskFailed`` (cause: the described task as
    JSON) when an essential container exits non-zero or the task failed to start; unpatched any
    stopped task is a success.
@@ -262,6 +264,7 @@ def install(client_factory: Callable[[str, str], Any]) -> None:
         setattr(module, "boto_client_for", boto_client_for)  # noqa: B010 - moto does not export it
     if _INSTALLED.get("patched"):
         return
+    state_task_service_aws_sdk._SERVICE_ERROR_NAMES.update({"ecs": "Ecs", "ecr": "Ecr", "ssm": "Ssm"})
     patches: list[tuple[Any, str, Any]] = [
         (moto_jsonata, "_eval_jsonata", _eval_jsonata),
         (StringJSONata, "_eval_body", _string_jsonata_eval),
