@@ -85,7 +85,7 @@ class Interpreter:
             ]
         )
 
-    def wait(self, execution_arn: str, timeout: float = 20.0) -> Execution:
+    def wait(self, execution_arn: str, timeout: float = 120.0) -> Execution:
         deadline = time.monotonic() + timeout
         while True:
             description = self.sfn.describe_execution(executionArn=execution_arn)
@@ -93,7 +93,7 @@ class Interpreter:
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{execution_arn} still RUNNING after {timeout} s")
-            time.sleep(0.002)
+            time.sleep(0.05)  # each poll is a moto API call that competes with the execution for the GIL
         history: list[dict[str, Any]] = []
         token = None
         while True:

@@ -18,6 +18,10 @@ each covered by tests/release/test_release_interpreter.py:
    (an error cause, a reason) breaks every later expression.
 4. aws-sdk request/response casing. Step Functions takes PascalCase arguments and returns PascalCase
    results for every service; moto stubs the mapping to the API's own member names.
+Two more, for speed only (same behaviour): JSONata expressions are compiled once and evaluated with
+$states and the variables bound as values, and a definition is parsed once (each execution runs a
+deep copy of the parsed program).
+
 6. aws-sdk error names. Step Functions names an aws-sdk error "<Service>.<Error>" with the service in
    PascalCase ("Ecs.", "Ecr.", "Ssm."); moto knows the spelling only for DynamoDB and Step Functions.
 5. ``ecs:runTask.sync`` fails the state with ``States.TaskFailed`` (cause: the described task as
@@ -31,6 +35,7 @@ transitions is what AWS would count.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import threading
@@ -43,6 +48,7 @@ from moto.stepfunctions.parser.asl.component.common.error_name.failure_event imp
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.common.string import string_expression
 from moto.stepfunctions.parser.asl.component.common.string.string_expression import StringJSONata
 from moto.stepfunctions.parser.asl.component.state.exec import execute_state
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
@@ -58,7 +64,9 @@ from moto.stepfunctions.parser.asl.eval import states as eval_states
 from moto.stepfunctions.parser.asl.eval import variable_store
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+from moto.stepfunctions.parser.backend import execution_worker
 
 # botocore and jsonata-python ship no type information.
 jsonata: Any = importlib.import_module("jsonata")
@@ -144,11 +152,49 @@ def _eval_jsonata(expression: str) -> Any:
 
 # ---- patch 2: runtime errors are States.QueryEvaluationError --------------------------------------
 _original_string_jsonata_eval: Callable[..., None] = StringJSONata._eval_body
+_JSONATA_NULL = importlib.import_module("jsonata.utils").Utils.NULL_VALUE
+_COMPILED: dict[str, Any] = {}
+_COMPILED_LOCK = threading.Lock()
+
+
+def _compiled(expression: str) -> Any:
+    with _COMPILED_LOCK:
+        if expression not in _COMPILED:
+            _COMPILED[expression] = jsonata.Jsonata(expression)
+        return _COMPILED[expression]
+
+
+def _evaluate_with_bindings(self: StringJSONata, env: Any) -> bool:
+    """Speed: evaluate the expression, compiled once, with $states and the variables
+    bound as values, instead of moto's way (every variable serialised into declarations in front
+    of the expression, and the whole text parsed again at every evaluation). Same semantics; not
+    used (False) when the expression needs one of the AWS-specific functions moto declares."""
+    references = string_expression.extract_jsonata_variable_references(self.expression)
+    if string_expression.get_intrinsic_functions_declarations(variable_references=references):
+        return False
+    compiled = _compiled(self.expression)
+    store = env.variable_store
+    # $states as JSON values (moto keeps the context's times as datetime objects).
+    states = json.loads(to_json_str(env.states._states_data, separators=(",", ":")))
+    variables = {**store._outer_scope, **store._inner_scope, "states": states}
+    # A variable holding JSON null is bound to jsonata-python's null (None would be "undefined").
+    bindings = {name: _JSONATA_NULL if value is None else value for name, value in variables.items()}
+    try:
+        result = compiled.evaluate(None, bindings)
+        if result is None:
+            # null or nothing (undefined, which fails the state): moto's own path tells them apart.
+            if not _compiled("$exists((" + self.expression + "))").evaluate(None, bindings):
+                return False
+    except Exception as error:  # jsonata-python raises JException and Python errors alike
+        raise moto_jsonata.JSONataException("JSONataError", str(error)) from error
+    env.stack.append(result)
+    return True
 
 
 def _string_jsonata_eval(self: StringJSONata, env: Any) -> None:
     try:
-        _original_string_jsonata_eval(self, env)
+        if not _evaluate_with_bindings(self, env):
+            _original_string_jsonata_eval(self, env)
     except moto_jsonata.JSONataException as error:
         name = StatesErrorName(typ=StatesErrorNameType.StatesQueryEvaluationError)
         details = EvaluationFailedEventDetails(
@@ -244,6 +290,22 @@ def _build_sync_resolver(self: StateTaskServiceEcs, env: Any, *args: Any, **kwar
     return resolver
 
 
+# ---- speed: a definition is parsed once, each execution gets its own copy ------------------------
+_PROGRAMS: dict[str, Any] = {}
+_PROGRAMS_LOCK = threading.Lock()
+
+
+def _evaluation_entrypoint(self: execution_worker.ExecutionWorker) -> Any:
+    """moto parses the definition (ANTLR, in Python: about a second for the release's) at every
+    execution start; a deep copy of the parsed program is the same program, 25 times faster.
+    A copy per execution: states keep per-evaluation fields (a Choice's next state)."""
+    definition = self._evaluation_details.state_machine_details.definition
+    with _PROGRAMS_LOCK:
+        if definition not in _PROGRAMS:
+            _PROGRAMS[definition] = AmazonStateLanguageParser.parse(definition)[0]
+        return copy.deepcopy(_PROGRAMS[definition])
+
+
 # ---- virtual time for Wait states -------------------------------------------------------------------
 def _wait_interval(self: WaitFunction, env: Any, wait_seconds: int) -> None:
     """A Wait state's Seconds on the virtual clock (moto waits on a real threading.Event)."""
@@ -279,6 +341,7 @@ def install(client_factory: Callable[[str, str], Any]) -> None:
         (state_task_service_callback, "_DELAY_SECONDS_SYNC_CONDITION_CHECK", SYNC_POLL_SECONDS),
         (execute_state, "threading", _VirtualThreading),
         (WaitFunction, "_wait_interval", _wait_interval),
+        (execution_worker.ExecutionWorker, "_get_evaluation_entrypoint", _evaluation_entrypoint),
     ]
     for target, attribute, value in patches:
         assert hasattr(target, attribute), f"moto changed: {target.__name__}.{attribute} is gone"

@@ -81,7 +81,7 @@ def build_cleanup(*, lease_table_name: str, history_table_name: str, cluster_nam
                 "error": expr("$exists(" + detail + ".error) ? " + detail + ".error : null"),
                 "cause": expr("$exists(" + detail + ".cause) ? " + detail + ".cause : null"),
                 "name": "{% " + detail + ".name %}",
-                "stoppedTask": None,
+                "stoppedTask": "{% null %}",
                 "leaseFreed": False,
             },
         },

@@ -55,8 +55,11 @@ def outcome(result: str, task_definition: str, reason: str) -> str:
     )
 
 
-def deployment_failed(s: DefinitionSettings, reason: str, task_definition: str = "null") -> State:
-    """Assign for a failed service: DeploymentFailed, naming it, what was deployed, what not."""
+def deployment_failed(
+    s: DefinitionSettings, reason: str, task_definition: str = "null", error_name: str = contract.DEPLOYMENT_FAILED
+) -> State:
+    """Assign for a failed service: DeploymentFailed (or the AWS error's own name, after its
+    retries), naming the service, what was deployed and what was not touched."""
 
     def others(outcome_value: str) -> str:
         return (
@@ -71,7 +74,7 @@ def deployment_failed(s: DefinitionSettings, reason: str, task_definition: str =
         "'; already deployed: ' & ($count($d) > 0 ? $join($map($d, function($k) { $k & ' (' & $lookup($serviceResults, $k).taskDefinition & ')' }), ', ') : 'none')) & "
         "($u := " + others("untouched") + "; '; not touched: ' & ($count($u) > 0 ? $join($u, ', ') : 'none'))"
     )
-    return fail_with(contract.DEPLOYMENT_FAILED, cause, "deploy", serviceResults=outcome("failed", task_definition, reason))
+    return fail_with(error_name, cause, "deploy", serviceResults=outcome("failed", task_definition, reason))
 
 
 def deploy_phase(s: DefinitionSettings, next_state: str) -> Phase:
@@ -108,7 +111,7 @@ def deploy_phase(s: DefinitionSettings, next_state: str) -> Phase:
             "Catch": [
                 {
                     "ErrorEquals": [STATES_ALL],
-                    "Assign": deployment_failed(s, "'UpdateService failed: ' & " + ERROR + " & ': ' & " + CAUSE),
+                    "Assign": deployment_failed(s, "'UpdateService failed: ' & " + ERROR + " & ': ' & " + CAUSE, error_name=ERROR),
                     "Next": FAIL_RELEASE,
                 }
             ],
@@ -203,7 +206,7 @@ def _rollout_states(s: DefinitionSettings) -> dict[str, State]:
                 {
                     "ErrorEquals": [STATES_ALL],
                     "Assign": deployment_failed(
-                        s, "'watching its rollout failed: ' & " + ERROR + " & ': ' & " + CAUSE, "$newTaskDefinition"
+                        s, "'watching its rollout failed: ' & " + ERROR + " & ': ' & " + CAUSE, "$newTaskDefinition", error_name=ERROR
                     ),
                     "Next": FAIL_RELEASE,
                 }

@@ -85,9 +85,7 @@ def migrate_phase(s: DefinitionSettings, skip_to: str, next_state: str) -> Phase
                 "Resource": "arn:aws:states:::aws-sdk:ecs:describeTaskDefinition",
                 "Arguments": {"TaskDefinition": s.migrate_family, "Include": ["TAGS"]},
                 "Retry": [retry_transient(ECS_TRANSIENT)],
-                "Catch": [
-                    catch_all("describing task definition family " + s.migrate_family, "migrate", error_name=js(contract.MIGRATION_FAILED))
-                ],
+                "Catch": [catch_all("describing task definition family " + s.migrate_family, "migrate")],
                 "Next": MIGRATE_CONTAINER_FOUND,
             },
             MIGRATE_CONTAINER_FOUND: {
@@ -125,7 +123,7 @@ def migrate_phase(s: DefinitionSettings, skip_to: str, next_state: str) -> Phase
                     ),
                 },
                 "Retry": [retry_transient(ECS_TRANSIENT)],
-                "Catch": [catch_all("registering the migrate task definition", "migrate", error_name=js(contract.MIGRATION_FAILED))],
+                "Catch": [catch_all("registering the migrate task definition", "migrate")],
                 "Next": RUN_MIGRATION,
             },
             **_run_and_wait(s, next_state),
@@ -179,7 +177,13 @@ def _run_and_wait(s: DefinitionSettings, next_state: str) -> dict[str, State]:
             # instead of starting another: retrying it is safe. (A throttle has also been reported
             # as InvalidParameterException for RunTask; retrying a real one only delays the failure.)
             "Retry": [retry_transient([*ECS_TRANSIENT, "Ecs.InvalidParameterException", "ECS.InvalidParameterException"])],
-            "Catch": [catch_all("starting the migrate task", "migrate", error_name=js(contract.MIGRATION_FAILED))],
+            "Catch": [
+                catch_all(
+                    "starting the migrate task",
+                    "migrate",
+                    migration="$merge([$migration, {'outcome': 'failed', 'reason': 'RunTask failed: ' & " + ERROR + "}])",
+                )
+            ],
             "Next": MIGRATION_STARTED,
         },
         MIGRATION_STARTED: {
@@ -205,7 +209,14 @@ def _run_and_wait(s: DefinitionSettings, next_state: str) -> dict[str, State]:
             "Retry": [retry_transient(ECS_TRANSIENT)],
             # The task runs on: stop it before failing.
             "Catch": [
-                {**catch_all("watching the migrate task", "migrate", error_name=js(contract.MIGRATION_FAILED)), "Next": STOP_MIGRATION}
+                {
+                    **catch_all(
+                        "watching the migrate task",
+                        "migrate",
+                        migration="$merge([$migration, {'outcome': 'failed', 'reason': 'DescribeTasks failed: ' & " + ERROR + "}])",
+                    ),
+                    "Next": STOP_MIGRATION,
+                }
             ],
             "Next": MIGRATION_PROGRESS,
         },

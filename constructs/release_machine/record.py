@@ -34,13 +34,15 @@ RECORD_RELEASE = "RecordRelease"
 RELEASE_LEASE = "ReleaseLease"
 RECORD_SUCCESS = "RecordSuccess"
 RELEASED = "Released"
+ENDED = {"endedAt": "{% $now() %}"}
+DONE = {**ENDED, "phase": "done"}
 
 
 def summary(status: str, ended: bool) -> str:
     """The whole record (CONTRACT.md's Summary) as a JSONata object; `status` is a JSONata body."""
     return (
         "$merge([$record, {"
-        f"'status': {status}, 'endedAt': {'$now()' if ended else 'null'}, 'phase': $phase, "
+        f"'status': {status}, 'endedAt': {'$endedAt' if ended else 'null'}, 'phase': $phase, "
         "'error': $errorName, 'cause': $errorCause, 'digests': $digests, 'migration': $migration, "
         "'services': $serviceResults, 'leaseReleased': $leaseReleased}])"
     )
@@ -128,20 +130,23 @@ def record_phase(s: DefinitionSettings) -> Phase:
         },
         RELEASE_LEASE: {
             **delete_lease(s),
-            "Assign": {"leaseReleased": True},
+            "Assign": {"leaseReleased": True, **DONE},
             "Catch": [
                 # Not this execution's any more (it expired and another release took it).
-                {"ErrorEquals": [CONDITIONAL_CHECK_FAILED], "Assign": {"leaseReleased": True}, "Next": RECORD_SUCCESS},
-                {"ErrorEquals": [STATES_ALL], "Assign": {"leaseReleased": False, "errorCause": expr(lease_failed)}, "Next": RECORD_SUCCESS},
+                {"ErrorEquals": [CONDITIONAL_CHECK_FAILED], "Assign": {"leaseReleased": True, **DONE}, "Next": RECORD_SUCCESS},
+                {
+                    "ErrorEquals": [STATES_ALL],
+                    "Assign": {"leaseReleased": False, "errorCause": expr(lease_failed), **DONE},
+                    "Next": RECORD_SUCCESS,
+                },
             ],
             "Next": RECORD_SUCCESS,
         },
         RECORD_SUCCESS: {
             **put_record(s, js(contract.STATUS_SUCCEEDED), ended=True),
-            "Assign": {"phase": "done"},
             # The release happened: a record that cannot be written does not undo it (the lease
             # cleanup, started by the SUCCEEDED event, completes the record).
-            "Catch": [{"ErrorEquals": [STATES_ALL], "Assign": {"phase": "done"}, "Next": RELEASED}],
+            "Catch": [{"ErrorEquals": [STATES_ALL], "Next": RELEASED}],
             "Next": RELEASED,
         },
         RELEASED: {"Type": "Succeed", "Output": expr(summary(js(contract.STATUS_SUCCEEDED), ended=True))},
@@ -154,8 +159,9 @@ def failure_phase(s: DefinitionSettings) -> Phase:
     states: dict[str, State] = {
         FAIL_RELEASE: {
             "Type": "Choice",
-            "Choices": [{"Condition": "{% $leaseReleased %}", "Next": RECORD_FAILURE}],
+            "Choices": [{"Condition": "{% $leaseReleased %}", "Assign": ENDED, "Next": RECORD_FAILURE}],
             "Default": RELEASE_LEASE_AFTER_FAILURE,
+            "Assign": ENDED,
         },
         RELEASE_LEASE_AFTER_FAILURE: {
             **delete_lease(s),

@@ -28,6 +28,8 @@ RECORD_START = "RecordStart"
 CHECK_SERVICES = "CheckServices"
 SERVICES_READY = "ServicesReady"
 TEXT = contract.MAX_TEXT_FIELD
+# JSON null as an expression: CDK's Stack.to_json_string drops keys whose value is None.
+NULL = "{% null %}"
 
 
 def tag_problem(tag: str) -> str:
@@ -72,7 +74,7 @@ def input_problems(s: DefinitionSettings, default_services: list[str]) -> str:
     )
 
 
-def initial_variables(s: DefinitionSettings, default_services: list[str]) -> dict[str, str | bool | None]:
+def initial_variables(s: DefinitionSettings, default_services: list[str]) -> dict[str, str | int | bool]:
     """Every variable the record reads, from the input as it is (valid or not)."""
     apps = js({a.app: {"app": a.app, "service": a.service_name, "container": a.container_name} for a in s.apps})
     text = "($v := $type($states.input) = 'object' ? $lookup($states.input, '%s'); $type($v) = 'string' ? $substring($v, 0, %d) : %s)"
@@ -105,13 +107,14 @@ def initial_variables(s: DefinitionSettings, default_services: list[str]) -> dic
         # only has the event's startDate in milliseconds, computes the same key) and name.
         "recordKey": expr("$fromMillis($toMillis($states.context.Execution.StartTime)) & '#' & " + EXECUTION_NAME),
         "phase": "validate",
-        "errorName": None,
-        "errorCause": None,
+        "errorName": NULL,
+        "errorCause": NULL,
         "digests": expr("{}"),
         "migration": expr("{'outcome': 'not-run', 'exitCode': null, 'reason': null, 'taskArn': null, 'stoppedByRelease': false}"),
         "services": expr(services),
         "serviceResults": expr("$merge([{}, " + services + ".{app: {'outcome': 'untouched', 'taskDefinition': null, 'reason': null}}])"),
         "serviceIndex": 0,
+        "endedAt": NULL,
         "leaseReleased": True,  # "this execution does not hold the lease": true until it takes it
         "imageTag": expr(text % ("imageTag", 128, "''")),
         "migrate": expr("($type($states.input) = 'object' and $type($states.input.migrate) = 'boolean') ? $states.input.migrate : true"),
@@ -132,6 +135,7 @@ def validate_phase(s: DefinitionSettings, next_state: str) -> Phase:
                     "Assign": {
                         **variables,
                         "errorName": contract.INVALID_INPUT,
+                        "endedAt": "{% $now() %}",
                         "errorCause": expr("$join(" + problems + ", '; ')"),
                     },
                     "Next": RECORD_FAILURE,

@@ -6,6 +6,7 @@ suite synthesizes once per session.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -57,3 +58,23 @@ def machine(sfn: Interpreter, definition: dict[str, Any]) -> str:
 @pytest.fixture(scope="session")
 def cleanup(sfn: Interpreter, cleanup_definition: dict[str, Any]) -> str:
     return sfn.machine(cleanup_definition, "cleanup")
+
+
+# The example's bounds (30-minute rollouts, a 15-minute migration) and shorter ones, so the tests
+# of the bounds run 12 polls instead of 180 (the definition is otherwise the synthesized one).
+EXAMPLE_BOUNDS = {
+    "$polls < 180": "$polls < 12",
+    "$migrationPolls < 90": "$migrationPolls < 12",
+    "within 1800 s": "within 120 s",
+    "within 900 s": "within 120 s",
+}
+
+
+@pytest.fixture(scope="session")
+def short_bounds_machine(sfn: Interpreter, definition: dict[str, Any]) -> str:
+    """The synthesized definition with 2-minute rollout and migration bounds."""
+    text = json.dumps(definition)
+    for example, short in EXAMPLE_BOUNDS.items():
+        assert example in text, f"the example's definition has no {example!r} any more"
+        text = text.replace(example, short)
+    return sfn.machine(json.loads(text), "release-short-bounds")

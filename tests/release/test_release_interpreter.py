@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.release import interpreter
 from tests.release.driver import Interpreter
 from tests.release.fakes import FakeAws, MigrationPlan
 from tests.release.world import MIGRATE_FAMILY, build_world
+
+from tests.release import interpreter
 
 
 def machine(states: dict[str, Any], start: str) -> dict[str, Any]:

@@ -11,11 +11,11 @@ from aws_cdk import App, Duration, Stack
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Match, Template
+from tests.release.driver import Resolver, state_machines
+from tests.release.world import APPS
 
 from constructs.release_state_machine import MAX_SERVICES, ReleaseStateMachine, ServiceTarget
 from tests.release.conftest import MACHINE
-from tests.release.driver import Resolver, state_machines
-from tests.release.world import APPS
 
 SERVICES = [a.service for a in APPS]
 
