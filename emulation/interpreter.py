@@ -18,17 +18,14 @@ each covered by tests/release/test_release_interpreter.py:
    (an error cause, a reason) breaks every later expression.
 4. aws-sdk request/response casing. Step Functions takes PascalCase arguments and returns PascalCase
    results for every service; moto stubs the mapping to the API's own member names.
+5. aws-sdk error names. Step Functions names an aws-sdk error "<Service>.<Error>" with the service in
+   PascalCase ("Ecs.", "Ecr.", "Ssm."); moto knows the spelling only for DynamoDB and Step Functions.
+
 Two more, for speed only (same behaviour): JSONata expressions are compiled once and evaluated with
 $states and the variables bound as values, and a definition is parsed once (each execution runs a
 deep copy of the parsed program).
 
-6. aws-sdk error names. Step Functions names an aws-sdk error "<Service>.<Error>" with the service in
-   PascalCase ("Ecs.", "Ecr.", "Ssm."); moto knows the spelling only for DynamoDB and Step Functions.
-5. ``ecs:runTask.sync`` fails the state with ``States.TaskFailed`` (cause: the described task as
-   JSON) when an essential container exits non-zero or the task failed to start; unpatched any
-   stopped task is a success.
-
-Time is virtual: Retry intervals, Wait states, the .sync poll and TimeoutSeconds advance a clock
+Time is virtual: Retry intervals, Wait states and TimeoutSeconds advance a clock
 (`CLOCK`) instead of sleeping, so a 30-minute rollout takes milliseconds and the number of
 transitions is what AWS would count.
 """
@@ -43,7 +40,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from moto.stepfunctions.parser.api import EvaluationFailedEventDetails, HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.api import EvaluationFailedEventDetails, HistoryEventType
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent, FailureEventException
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
@@ -58,7 +55,6 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
     state_task_service_ecs,
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import StateTaskService
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_ecs import StateTaskServiceEcs
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.eval import states as eval_states
 from moto.stepfunctions.parser.asl.eval import variable_store
@@ -181,10 +177,9 @@ def _evaluate_with_bindings(self: StringJSONata, env: Any) -> bool:
     bindings = {name: _JSONATA_NULL if value is None else value for name, value in variables.items()}
     try:
         result = compiled.evaluate(None, bindings)
-        if result is None:
-            # null or nothing (undefined, which fails the state): moto's own path tells them apart.
-            if not _compiled("$exists((" + self.expression + "))").evaluate(None, bindings):
-                return False
+        # null or nothing (undefined, which fails the state): moto's own path tells them apart.
+        if result is None and not _compiled("$exists((" + self.expression + "))").evaluate(None, bindings):
+            return False
     except Exception as error:  # jsonata-python raises JException and Python errors alike
         raise moto_jsonata.JSONataException("JSONataError", str(error)) from error
     env.stack.append(result)
@@ -251,45 +246,6 @@ def _normalise_response(
         self._from_boto_response(response, shape)
 
 
-# ---- patch 5: ecs:runTask.sync fails on a non-zero exit or a task that failed to start -------------
-_original_build_sync_resolver = StateTaskServiceEcs._build_sync_resolver
-
-
-def _task_failed(task: dict[str, Any]) -> bool:
-    essential = [c for c in task.get("Containers", []) if c.get("Essential", True)]
-    if task.get("StopCode") == "TaskFailedToStart":
-        return True
-    return any(c.get("ExitCode") not in (None, 0) for c in essential)
-
-
-def _build_sync_resolver(self: StateTaskServiceEcs, env: Any, *args: Any, **kwargs: Any) -> Callable[[], Any]:
-    resolve = _original_build_sync_resolver(self, env, *args, **kwargs)
-    assert resolve is not None
-
-    def resolver() -> Any:
-        task = resolve()
-        if task and _task_failed(task):
-            cause = json.dumps(task, separators=(",", ":"), default=str)
-            raise FailureEventException(
-                FailureEvent(
-                    env=env,
-                    error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
-                    event_type=HistoryEventType.TaskFailed,
-                    event_details=EventDetails(  # type: ignore[typeddict-item]
-                        taskFailedEventDetails=TaskFailedEventDetails(
-                            error=StatesErrorNameType.StatesTaskFailed.to_name(),
-                            cause=cause,
-                            resource=self._get_sfn_resource(),
-                            resourceType=self._get_sfn_resource_type(),
-                        )
-                    ),
-                )
-            )
-        return task
-
-    return resolver
-
-
 # ---- speed: a definition is parsed once, each execution gets its own copy ------------------------
 _PROGRAMS: dict[str, Any] = {}
 _PROGRAMS_LOCK = threading.Lock()
@@ -334,7 +290,6 @@ def install(client_factory: Callable[[str, str], Any]) -> None:
         (variable_store, "encode_jsonata_variable_declarations", _encode_declarations),
         (StateTaskService, "_normalise_parameters", _normalise_parameters),
         (StateTaskService, "_normalise_response", _normalise_response),
-        (StateTaskServiceEcs, "_build_sync_resolver", _build_sync_resolver),
         # Virtual time.
         (retrier_decl, "time", _VirtualTime),
         (state_task_service_callback, "time", _VirtualTime),

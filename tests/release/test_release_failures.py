@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from emulation.driver import Interpreter
-from emulation.fakes import FakeAws, MigrationPlan, RolloutPlan
+from emulation.fakes import FakeAws, FakeError, MigrationPlan, RolloutPlan
 from emulation.world import APPS, BY_KEY, MIGRATE_FAMILY, build_world
 from release import contract
 from tests.release.test_release_machine import MUTATING, TAG, assert_lease_free, assert_lease_released, ended, record, untouched_services
@@ -37,10 +37,9 @@ def fake(sfn: Interpreter) -> FakeAws:
     return build_world(sfn.reset())
 
 
-@pytest.mark.parametrize(("operation", "code", "status"), THROTTLED_CALLS, ids=[c[0] for c in THROTTLED_CALLS])
-def test_a_throttle_or_5xx_at_any_call_ends_in_success(
-    sfn: Interpreter, machine: str, fake: FakeAws, operation: str, code: str, status: int
-) -> None:
+@pytest.mark.parametrize("case", THROTTLED_CALLS, ids=[c[0] for c in THROTTLED_CALLS])
+def test_a_throttle_or_5xx_at_any_call_ends_in_success(sfn: Interpreter, machine: str, fake: FakeAws, case: tuple[str, str, int]) -> None:
+    operation, code, status = case
     fake.fail(operation, code, times=3, status=status)
     result = sfn.run(machine, {"imageTag": TAG})
     assert result.status == "SUCCEEDED", (result.error, result.cause)
@@ -60,8 +59,6 @@ def test_a_throttled_run_task_whose_first_call_started_the_task_does_not_start_a
     def start_then_fail(**params: Any) -> dict[str, Any]:
         answer = original(**params)
         if len(fake.calls_of("RunTask")) == 1:
-            from emulation.fakes import FakeError
-
             raise FakeError("ServerException", "Service unavailable", 500)
         return answer
 
@@ -169,7 +166,7 @@ def test_a_migration_the_release_could_not_stop_is_not_called_stopped(sfn: Inter
 
 # ---- deployments ------------------------------------------------------------------------------------
 def test_a_partial_deploy_says_and_records_what_it_deployed(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
-    api, admin, landing = BY_KEY["api"], BY_KEY["admin"], BY_KEY["landing"]
+    api, admin = BY_KEY["api"], BY_KEY["admin"]
     fake.rollouts[admin.service] = RolloutPlan(outcome="FAILED", rollout_seconds=90, reason="tasks failed to start")
     result = sfn.run(machine, {"imageTag": TAG, "services": ["api", "admin", "landing"], "migrate": False})
     assert (result.status, result.error) == ("FAILED", "DeploymentFailed")
