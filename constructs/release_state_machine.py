@@ -147,6 +147,7 @@ class ReleaseStateMachine(Construct):
         self._tables_and_parameter(settings)
         self.data_key = self._data_key(stack, name)
         self.definition_settings = self._definition_settings(stack, settings)
+        self.execution_timeout = Duration.seconds(settings.execution_timeout_seconds())
         self._release_machine(stack, settings)
         self.dead_letters = sqs.Queue(
             self,
@@ -271,7 +272,8 @@ class ReleaseStateMachine(Construct):
     def _policies(self, construct_id: str, role: iam.Role, grants: Sequence[Grant]) -> tuple[iam.Policy, iam.Policy]:
         """Resource-scoped statements in one policy, those on APIs without resource-level
         permissions ("*") in another (the only one whose IAM5 suppression names Resource::*)."""
-        scoped, unscoped = [], []
+        scoped: list[iam.PolicyStatement] = []
+        unscoped: list[iam.PolicyStatement] = []
         for grant in grants:
             statement = iam.PolicyStatement(
                 sid=grant.sid, actions=list(grant.actions), resources=list(grant.resources), conditions=dict(grant.conditions or {}) or None

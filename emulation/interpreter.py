@@ -45,8 +45,8 @@ from moto.stepfunctions.parser.asl.component.common.error_name.failure_event imp
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-from moto.stepfunctions.parser.asl.component.common.string import string_expression
 from moto.stepfunctions.parser.asl.component.common.string.string_expression import StringJSONata
+from moto.stepfunctions.parser.asl.component.intrinsic.jsonata import get_intrinsic_functions_declarations
 from moto.stepfunctions.parser.asl.component.state.exec import execute_state
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_aws_sdk,
@@ -60,6 +60,7 @@ from moto.stepfunctions.parser.asl.eval import states as eval_states
 from moto.stepfunctions.parser.asl.eval import variable_store
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
+from moto.stepfunctions.parser.asl.jsonata.jsonata import extract_jsonata_variable_references
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from moto.stepfunctions.parser.backend import execution_worker
@@ -165,8 +166,8 @@ def _evaluate_with_bindings(self: StringJSONata, env: Any) -> bool:
     bound as values, instead of moto's way (every variable serialised into declarations in front
     of the expression, and the whole text parsed again at every evaluation). Same semantics; not
     used (False) when the expression needs one of the AWS-specific functions moto declares."""
-    references = string_expression.extract_jsonata_variable_references(self.expression)
-    if string_expression.get_intrinsic_functions_declarations(variable_references=references):
+    references = extract_jsonata_variable_references(self.expression)
+    if get_intrinsic_functions_declarations(variable_references=references):
         return False
     compiled = _compiled(self.expression)
     store = env.variable_store

@@ -50,7 +50,7 @@ def test_a_throttle_or_5xx_at_any_call_ends_in_success(sfn: Interpreter, machine
 
 
 def test_a_throttled_run_task_whose_first_call_started_the_task_does_not_start_another(
-    sfn: Interpreter, machine: str, fake: FakeAws
+    sfn: Interpreter, machine: str, fake: FakeAws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The first RunTask reached ECS (the task started) but its answer was lost: the retry with
     # the same clientToken gets the same task back.
@@ -62,7 +62,7 @@ def test_a_throttled_run_task_whose_first_call_started_the_task_does_not_start_a
             raise FakeError("ServerException", "Service unavailable", 500)
         return answer
 
-    fake._ecs_RunTask = start_then_fail  # type: ignore[method-assign]
+    monkeypatch.setattr(fake, "_ecs_RunTask", start_then_fail)
     result = sfn.run(machine, {"imageTag": TAG})
     assert result.status == "SUCCEEDED", (result.error, result.cause)
     assert len(fake.calls_of("RunTask")) == 2 and len(fake.tasks) == 1
@@ -77,7 +77,7 @@ def test_exhausted_retries_keep_the_error_name(sfn: Interpreter, machine: str, f
     fake.fail(operation, code, times=6)
     result = sfn.run(machine, {"imageTag": TAG})
     assert result.status == "FAILED"
-    assert result.error.startswith(expected_prefix) and result.error not in contract.ERROR_NAMES, result.error
+    assert (result.error or "").startswith(expected_prefix) and result.error not in contract.ERROR_NAMES, result.error
     assert len(fake.calls_of(operation)) == 6  # the call and 5 retries
     assert record(fake)["error"] == result.error and record(fake)["status"] == "FAILED"
     if operation == "DescribeTasks":

@@ -252,7 +252,7 @@ def test_a_persistent_describe_images_throttle_is_not_reported_as_a_missing_imag
     fake.fail("DescribeImages", "ThrottlingException", times=20)
     result = sfn.run(machine, {"imageTag": TAG, "migrate": False})
     assert result.status == "FAILED" and result.error != "ImageNotFound"
-    assert result.error.startswith("Ecr."), result.error
+    assert (result.error or "").startswith("Ecr."), result.error
     assert "Rate exceeded" in result.cause and "has no image" not in result.cause
     assert not MUTATING & set(fake.operations())
 
