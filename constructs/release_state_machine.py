@@ -35,7 +35,8 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 
 from constructs import Construct
 from constructs.release_machine.asl import AppTarget, DefinitionSettings, Grant
-from constructs.release_machine.definition import build_cleanup, build_release
+from constructs.release_machine.cleanup import build_cleanup
+from constructs.release_machine.definition import build_release
 from release import contract, limits
 
 # Slack on top of every bounded wait for the API calls, retries and transitions around it.

@@ -134,18 +134,30 @@ def migrate_phase(s: DefinitionSettings, skip_to: str, next_state: str) -> Phase
 
 
 def _run_and_wait(s: DefinitionSettings, next_state: str) -> dict[str, State]:
-    container = js(s.migrate_container)
-    mc = "$migrationTask.Containers[Name = " + container + "]"
-    exit_code = "(" + mc + ").ExitCode"
-    reason = (
-        "($t := $migrationTask; $c := " + mc + "; "
+    return {**_run(s), **_poll(s, next_state), **_stop(s)}
+
+
+# Reads of the described migrate task ($migrationTask).
+_TASK_CONTAINER = "$migrationTask.Containers[Name = %s]"
+_STOPPED = "$migrationTask.LastStatus = 'STOPPED'"
+
+
+def _task_reason(container: str) -> str:
+    """JSONata: ECS's reasons for the stop: the container's, the stop code, the task's."""
+    return (
+        "($t := $migrationTask; $c := " + _TASK_CONTAINER % container + "; "
         "$join([($exists($c.Reason) ? 'container: ' & $c.Reason : ()), "
         "($exists($t.StopCode) ? 'stop code ' & $t.StopCode : ()), "
         "($exists($t.StoppedReason) ? 'task: ' & $t.StoppedReason : ())], '; '))"
     )
-    failures = "($f := $states.result.Failures; $exists($f) and $count($f) > 0 ? $join($f.(Reason & ($exists(Detail) ? ' (' & Detail & ')' : '')), '; ') : 'no task and no failure reason')"
-    polls = s.bounds.migration_polls
-    stopped = "$migrationTask.LastStatus = 'STOPPED'"
+
+
+def _run(s: DefinitionSettings) -> dict[str, State]:
+    """RunTask, and whether it started a task or answered with failures."""
+    failures = (
+        "($f := $states.result.Failures; $exists($f) and $count($f) > 0 ? "
+        "$join($f.(Reason & ($exists(Detail) ? ' (' & Detail & ')' : '')), '; ') : 'no task and no failure reason')"
+    )
     return {
         RUN_MIGRATION: {
             "Type": "Task",
@@ -197,6 +209,17 @@ def _run_and_wait(s: DefinitionSettings, next_state: str) -> dict[str, State]:
                 migration="$merge([$migration, {'outcome': 'failed', 'reason': $runFailures}])",
             ),
         },
+    }
+
+
+def _poll(s: DefinitionSettings, next_state: str) -> dict[str, State]:
+    """Every 10 s: DescribeTasks, then exit code 0, stopped otherwise, running within the bound, or stop it."""
+    container = js(s.migrate_container)
+    exit_code = "(" + _TASK_CONTAINER % container + ").ExitCode"
+    reason = _task_reason(container)
+    polls = s.bounds.migration_polls
+    stopped = _STOPPED
+    return {
         MIGRATION_POLL_DELAY: {"Type": "Wait", "Seconds": limits.POLL_SECONDS, "Next": DESCRIBE_MIGRATION},
         DESCRIBE_MIGRATION: {
             "Type": "Task",
@@ -259,6 +282,12 @@ def _run_and_wait(s: DefinitionSettings, next_state: str) -> dict[str, State]:
                 migration="$merge([$migration, {'outcome': 'timed-out'}])",
             ),
         },
+    }
+
+
+def _stop(s: DefinitionSettings) -> dict[str, State]:
+    """StopTask on the migrate task; the cause says it was stopped only when StopTask succeeded."""
+    return {
         STOP_MIGRATION: {
             "Type": "Task",
             "Resource": "arn:aws:states:::aws-sdk:ecs:stopTask",
