@@ -407,10 +407,17 @@ def test_two_releases_started_together_never_interleave(sfn: Interpreter, machin
     second = sfn.start(machine, {"imageTag": "bbb2222", "services": ["api", "admin"]})
     results = [sfn.wait(first, timeout=60), sfn.wait(second, timeout=60)]
     assert [r.status for r in results] == ["SUCCEEDED", "SUCCEEDED"], [(r.error, r.cause) for r in results]
-    owners = [c.params["Item"]["Owner"]["S"] for c in lease_puts(fake)]
-    # Whoever took the lease first finished (freed it) before the other's first successful put.
-    updates = [(c.at, c.params["service"]) for c in fake.calls_of("UpdateService")]
-    assert len(updates) == 4 and len(set(owners)) == 2
+    # The lease windows (successful PutItem to the owner's DeleteItem) do not overlap, and every
+    # change happened inside one of them.
+    calls = list(enumerate(fake.calls))
+    taken = [(i, c.params["Item"]["Owner"]["S"]) for i, c in calls if c in lease_puts(fake) and c.error is None]
+    freed = {c.params["ExpressionAttributeValues"][":me"]["S"]: i for i, c in calls if c.operation == "DeleteItem" and c.error is None}
+    assert len(taken) == 2 and {owner for _, owner in taken} == {first, second}
+    windows = [(start, freed[owner]) for start, owner in taken]
+    assert windows[0][1] < windows[1][0]
+    changes = [i for i, c in calls if c.operation in MUTATING]
+    assert changes and all(any(start < i < end for start, end in windows) for i in changes)
+    assert len(fake.calls_of("UpdateService")) == 4
     assert_lease_free(fake)
 
 
