@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from release.limits import ReleaseBounds, release_limit_problem
+
 CONFIG_DIR = Path(__file__).resolve().parent
 DEFAULT_ENV = "example"
 STACK_UNITS = ("data", "images", "release", "ci")
@@ -192,9 +194,6 @@ class ReleaseConfig(_Strict):
     lease_wait_minutes: int = Field(default=20, ge=0, le=240)
     rollout_timeout_minutes: int = Field(default=30, ge=5, le=240)
     keep_images: int = Field(default=30, ge=5, le=1000)
-    # How a rollout is polled (docs/release.md): "retry" costs one state transition per poll;
-    # "wait-loop" (Wait + DescribeServices + Choice) costs three and relies only on documented behaviour.
-    rollout_poll: Literal["retry", "wait-loop"] = "retry"
 
 
 class ReviewConfig(_Strict):
@@ -251,6 +250,20 @@ class EnvironmentConfig(_Strict):
             raise ValueError("migrate.repository must differ from every app's repository")
         if not any(app.uses_schema for app in self.apps):
             raise ValueError("apps: at least one app must have uses_schema: true (the default release targets)")
+        return self
+
+    @model_validator(mode="after")
+    def _within_release_limits(self) -> EnvironmentConfig:
+        # The AWS limits the release state machine assumes (release/limits.py, docs/release.md).
+        bounds = ReleaseBounds(
+            services=len(self.apps),
+            lease_wait_seconds=self.release.lease_wait_minutes * 60,
+            migrate_timeout_seconds=self.migrate.timeout_minutes * 60,
+            rollout_timeout_seconds=self.release.rollout_timeout_minutes * 60,
+        )
+        problem = release_limit_problem(bounds)
+        if problem:
+            raise ValueError(f"release: {problem}")
         return self
 
     def stack_name(self, unit: str) -> str:

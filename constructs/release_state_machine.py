@@ -1,23 +1,24 @@
 """The release state machine: one execution = one release (contract in docs/release.md).
 
 Besides the machine this construct owns what a release needs to be safe and visible: the lease
-table (one release at a time), the SSM parameter recording what was released, the log group,
-a second tiny machine that frees the lease of an execution that ended without freeing it, and
-(optionally) an SNS topic told about failed, timed-out and aborted releases.
+table (one release at a time), the release history table (one record per execution), the SSM
+parameter with the last release, the customer-managed key that encrypts the machines' data, the
+log groups, a second small machine that completes every ended release (stops a migrate task left
+running, frees the lease, completes the record), and an SNS topic told about failed releases.
 
-IAM is written out statement by statement; every wildcard is either forced by AWS (no
-resource-level permissions) or bounded by a condition, and each is justified to cdk-nag below.
+IAM: every statement of the release machine comes from the state that needs it
+(constructs/release_machine/, `Grant`); statements on APIs without resource-level permissions
+sit in a policy of their own, so a cdk-nag suppression of `Resource::*` covers exactly them.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_events as events
@@ -27,29 +28,20 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from aws_cdk import aws_stepfunctions as sfn
 from cdk_nag import NagPackSuppression, NagSuppressions
 
 from constructs import Construct
-from constructs.release_definition import (
-    ROLLOUT_POLL_MODES,
-    AppTarget,
-    DefinitionSettings,
-    RolloutPoll,
-    build_definition,
-    build_lease_cleanup_definition,
-)
+from constructs.release_machine.asl import AppTarget, DefinitionSettings, Grant
+from constructs.release_machine.cleanup import build_cleanup
+from constructs.release_machine.definition import build_release
+from release import contract, limits
 
-# The rule Step Functions manages for ecs:runTask.sync (it watches the task's state changes).
-ECS_SYNC_RULE = "StepFunctionsGetEventsForECSTaskRule"
-ENDED_BADLY = ["FAILED", "TIMED_OUT", "ABORTED"]
-# At most 10 s: the worst-case latency a rollout wait adds (one transition per poll with
-# rollout_poll="retry", three with "wait-loop").
-DEFAULT_POLL_INTERVAL = Duration.seconds(10)
-DEFAULT_LEASE_RETRY_INTERVAL = Duration.seconds(15)
-# ecs:DescribeServices takes at most 10 services per call.
-MAX_SERVICES = 10
+# Slack on top of every bounded wait for the API calls, retries and transitions around it.
+SLACK_SECONDS = 900
+PER_SERVICE_SLACK_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -58,9 +50,9 @@ class ServiceTarget:
 
     `task_role_arn` / `execution_role_arn` are the roles of the service's task definition: the
     release registers a new revision with them, which needs iam:PassRole on exactly those roles.
-    None means the task definition has no such role. If it does have one that is not listed here,
-    RegisterTaskDefinition for that service is denied (the release fails with the AWS error, after
-    the migration, before that service is touched): list the roles in the environment's config.
+    None means the task definition has no such role. A role it has but that is not listed here
+    makes RegisterTaskDefinition fail for that service (after the migration, before the service
+    is touched): list the roles in the environment's config.
     """
 
     app: str
@@ -72,323 +64,400 @@ class ServiceTarget:
     execution_role_arn: str | None = None
 
 
-class ReleaseStateMachine(Construct):
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        name_prefix: str,
-        env_name: str,
-        cluster_name: str,
-        subnet_ids: Sequence[str],
-        migrate_security_group_id: str,
-        migrate_task_family: str,
-        migrate_container_name: str,
-        migrate_repository: ecr.IRepository,
-        migrate_task_role: iam.IRole,
-        migrate_execution_role: iam.IRole,
-        migrate_timeout: Duration,
-        services: Sequence[ServiceTarget],
-        lease_wait: Duration,
-        rollout_timeout: Duration,
-        notify_email: str | None,
-        failure_notifications: bool = True,
-        poll_interval: Duration = DEFAULT_POLL_INTERVAL,
-        rollout_poll: RolloutPoll = "retry",
-        lease_retry_interval: Duration = DEFAULT_LEASE_RETRY_INTERVAL,
-        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
-    ) -> None:
-        super().__init__(scope, construct_id)
-        if not services:
+@dataclass(frozen=True)
+class ReleaseSettings:
+    """Everything the release construct needs, in one typed object.
+
+    name_prefix, env_name: resources are named `<prefix>-<env>-release...`.
+    cluster_name: the ECS cluster of the services and the migrate task.
+    subnet_ids, migrate_security_group_id: where the migrate task runs (private, no public IP).
+    migrate_task_family, migrate_repository, migrate_task_role, migrate_execution_role: the
+        migrate task definition (a release registers a revision of it per release).
+    services: the services a release may deploy (at most 10: one DescribeServices call).
+    migrate_timeout, lease_wait, rollout_timeout: the bounds of each wait (config checks that the
+        worst case stays inside Step Functions' 25,000 history events).
+    notify_email: subscribed to the failure topic when set; failure_notifications: the topic itself.
+    """
+
+    name_prefix: str
+    env_name: str
+    cluster_name: str
+    subnet_ids: Sequence[str]
+    migrate_security_group_id: str
+    migrate_task_family: str
+    migrate_repository: ecr.IRepository
+    migrate_task_role: iam.IRole
+    migrate_execution_role: iam.IRole
+    services: Sequence[ServiceTarget]
+    migrate_timeout: Duration
+    lease_wait: Duration
+    rollout_timeout: Duration
+    notify_email: str | None = None
+    failure_notifications: bool = True
+    log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
+    migrate_container_name: str = field(default=contract.MIGRATE_CONTAINER_NAME)
+
+    @property
+    def name(self) -> str:
+        return f"{self.name_prefix}-{self.env_name}-release"
+
+    def bounds(self) -> limits.ReleaseBounds:
+        return limits.ReleaseBounds(
+            services=len(self.services),
+            lease_wait_seconds=int(self.lease_wait.to_seconds()),
+            migrate_timeout_seconds=int(self.migrate_timeout.to_seconds()),
+            rollout_timeout_seconds=int(self.rollout_timeout.to_seconds()),
+        )
+
+    def check(self) -> None:
+        if not self.services:
             raise ValueError("a release needs at least one service")
-        apps = [s.app for s in services]
+        apps = [s.app for s in self.services]
         if len(set(apps)) != len(apps):
             raise ValueError(f"duplicate app keys: {apps}")
-        if "migrate" in apps:
-            raise ValueError("'migrate' is reserved for the migrate image")
-        if len(services) > MAX_SERVICES:
-            # CheckServices describes every requested service in one DescribeServices call, which
-            # takes at most 10 names (InvalidParameterException beyond that).
-            raise ValueError(f"a release can deploy at most {MAX_SERVICES} services (one DescribeServices call), got {len(services)}")
-        if not 1 <= poll_interval.to_seconds() <= 10:
-            raise ValueError("poll_interval must be 1-10 s: it is the latency a rollout wait adds")
-        if rollout_poll not in ROLLOUT_POLL_MODES:
-            raise ValueError(f"rollout_poll must be one of {', '.join(ROLLOUT_POLL_MODES)}, got {rollout_poll!r}")
-        stack = Stack.of(self)
-        name = f"{name_prefix}-{env_name}-release"
+        if contract.MIGRATE_APP in apps:
+            raise ValueError(f"{contract.MIGRATE_APP!r} is reserved for the migrate image")
+        problem = limits.release_limit_problem(self.bounds())
+        if problem:
+            raise ValueError(problem)
 
-        # ---- state ----------------------------------------------------------------------------
-        # One item (LeaseId = "release") at most; AWS-managed encryption, on-demand, TTL on
-        # ExpiresAt so an abandoned lease also disappears on its own (the machine does not rely on
-        # the TTL sweep: an expired lease is free by its ExpiresAt alone).
+    def execution_timeout_seconds(self) -> int:
+        """Bounds every path: lease wait + migration + every service's rollout, plus slack."""
+        b = self.bounds()
+        return (
+            b.lease_wait_seconds
+            + b.migrate_timeout_seconds
+            + len(self.services) * (b.rollout_timeout_seconds + PER_SERVICE_SLACK_SECONDS)
+            + SLACK_SECONDS
+        )
+
+
+class ReleaseStateMachine(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, settings: ReleaseSettings) -> None:
+        super().__init__(scope, construct_id)
+        settings.check()
+        self.settings = settings
+        stack = Stack.of(self)
+        name = settings.name
+        self.state_machine_arn_by_name = stack.format_arn(
+            service="states", resource="stateMachine", resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME
+        )
+        self.cleanup_arn_by_name = stack.format_arn(
+            service="states", resource="stateMachine", resource_name=f"{name}-lease-cleanup", arn_format=ArnFormat.COLON_RESOURCE_NAME
+        )
+        self._tables_and_parameter(settings)
+        self.data_key = self._data_key(stack, name)
+        self.definition_settings = self._definition_settings(stack, settings)
+        self.execution_timeout = Duration.seconds(settings.execution_timeout_seconds())
+        self._release_machine(stack, settings)
+        self.dead_letters = sqs.Queue(
+            self,
+            "EventDeadLetters",
+            queue_name=f"{name}-event-dead-letters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        self._cleanup_machine(stack, settings)
+        self.failure_topic: sns.Topic | None = self._failure_topic(stack, settings) if settings.failure_notifications else None
+        self._suppress()
+
+    # ---- state -------------------------------------------------------------------------------------
+    def _tables_and_parameter(self, s: ReleaseSettings) -> None:
+        # One item (LeaseId = "release") at most; TTL on ExpiresAt so an abandoned lease also
+        # disappears on its own (the machine does not rely on the sweep: ExpiresAt alone frees it).
         self.lease_table = dynamodb.Table(
             self,
             "LeaseTable",
-            table_name=f"{name}-lease",
+            table_name=f"{s.name}-lease",
             partition_key=dynamodb.Attribute(name="LeaseId", type=dynamodb.AttributeType.STRING),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             time_to_live_attribute="ExpiresAt",
-            # Cheap for a one-item table and keeps cdk-nag's DDB3 satisfied without a suppression.
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
             removal_policy=RemovalPolicy.DESTROY,
         )
-        # The released tag and digests. CloudFormation writes the initial value once; releases
-        # overwrite it. Changing this resource's properties would reset it to the initial value.
+        # One item per execution (CONTRACT.md): Query(Pk="release", ScanIndexForward=False) lists
+        # the newest first. No TTL: items are small and the history is kept.
+        self.history_table = dynamodb.Table(
+            self,
+            "HistoryTable",
+            table_name=f"{s.name}-history",
+            partition_key=dynamodb.Attribute(name=contract.RECORD_PK, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=contract.RECORD_SK, type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        # CloudFormation writes the initial value once; releases overwrite it.
         self.released_parameter = ssm.StringParameter(
             self,
             "ReleasedParameter",
-            parameter_name=f"/{name_prefix}/{env_name}/release/current",
-            description=f"{env_name}: the last release (image tag, digests per app, execution, time); written by {name}",
+            parameter_name=f"/{s.name_prefix}/{s.env_name}/release/current",
+            description=f"{s.env_name}: the last release (image tag, digests per app, execution, time); written by {s.name}",
             string_value=json.dumps({"imageTag": None, "digests": {}, "execution": None, "releasedAt": None}),
             tier=ssm.ParameterTier.STANDARD,
         )
-        # Logged with execution data: the definition names resources, never secrets; task
-        # definitions carry secrets only as Secrets Manager references (valueFrom), never values.
-        self.log_group = logs.LogGroup(
+
+    def _data_key(self, stack: Stack, name: str) -> kms.Key:
+        """Encrypts both machines' definitions, execution data and history. CDK grants each
+        machine's role its use (with the encryption context of its own ARN) and CloudWatch Logs'
+        delivery kms:Decrypt (to write execution data to the logs). No CI principal is granted
+        kms:Decrypt on it: the release record is the view of a release CI reads."""
+        key = kms.Key(
             self,
-            "Logs",
-            log_group_name=f"/aws/vendedlogs/states/{name}",
-            retention=log_retention,
+            "DataKey",
+            description=f"{name}: encrypts the release state machines' data and logs",
+            enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
+        return key
 
-        # ---- the definition -------------------------------------------------------------------
-        lease_seconds = int(lease_wait.to_seconds())
-        migrate_seconds = int(migrate_timeout.to_seconds())
-        rollout_seconds = int(rollout_timeout.to_seconds())
-        # Bounds every path: lease wait + migration + every service's rollout, plus slack for the
-        # API calls. The lease expires with the execution, so a lost lease frees itself. A poll
-        # takes its interval plus its own DescribeServices call (and, with "wait-loop", two more
-        # transitions): each service's slack is 300 s, or 1 s per poll if that is more.
-        rollout_slack = max(300, poll_budget(rollout_timeout, poll_interval))
-        execution_timeout = lease_seconds + migrate_seconds + len(services) * (rollout_seconds + rollout_slack) + 900
-        self.settings = DefinitionSettings(
-            cluster_name=cluster_name,
-            subnet_ids=list(subnet_ids),
-            security_group_ids=[migrate_security_group_id],
-            migrate_family=migrate_task_family,
-            migrate_container=migrate_container_name,
-            migrate_repository_name=migrate_repository.repository_name,
-            migrate_repository_uri=migrate_repository.repository_uri,
-            apps=[
-                AppTarget(
-                    app=s.app,
-                    service_name=s.service_name,
-                    container_name=s.container_name,
-                    repository_name=s.repository.repository_name,
-                    repository_uri=s.repository.repository_uri,
-                    uses_schema=s.uses_schema,
-                )
-                for s in services
-            ],
-            lease_table_name=self.lease_table.table_name,
-            released_parameter_name=self.released_parameter.parameter_name,
-            lease_wait_seconds=lease_seconds,
-            lease_retry_seconds=int(lease_retry_interval.to_seconds()),
-            migrate_timeout_seconds=migrate_seconds,
-            rollout_timeout_seconds=rollout_seconds,
-            poll_seconds=int(poll_interval.to_seconds()),
-            execution_timeout_seconds=execution_timeout,
-            rollout_poll=rollout_poll,
-        )
-        self.execution_timeout = Duration.seconds(execution_timeout)
-
-        # ---- IAM --------------------------------------------------------------------------------
-        def arn(service: str, resource: str, resource_name: str | None = None) -> str:
+    def _definition_settings(self, stack: Stack, s: ReleaseSettings) -> DefinitionSettings:
+        def arn(service: str, resource: str, resource_name: str) -> str:
             return stack.format_arn(service=service, resource=resource, resource_name=resource_name)
 
-        cluster_arn = arn("ecs", "cluster", cluster_name)
-        on_cluster = {"ArnEquals": {"ecs:cluster": cluster_arn}}
-        migrate_task_definitions = arn("ecs", "task-definition", f"{migrate_task_family}:*")
-        cluster_tasks = arn("ecs", "task", f"{cluster_name}/*")
-        all_task_definitions = arn("ecs", "task-definition", "*")
-        sync_rule = arn("events", "rule", ECS_SYNC_RULE)
-        pass_roles = [migrate_task_role.role_arn, migrate_execution_role.role_arn]
-        for s in services:
-            for role_arn in (s.task_role_arn, s.execution_role_arn):
+        pass_roles = [s.migrate_task_role.role_arn, s.migrate_execution_role.role_arn]
+        for target in s.services:
+            for role_arn in (target.task_role_arn, target.execution_role_arn):
                 if role_arn and role_arn not in pass_roles:
                     pass_roles.append(role_arn)
-        repositories = [migrate_repository, *(s.repository for s in services)]
-
-        self.role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
-            description=f"{name}: resolve digests, hold the lease, run the migration, deploy the services",
+        return DefinitionSettings(
+            cluster_name=s.cluster_name,
+            cluster_arn=arn("ecs", "cluster", s.cluster_name),
+            subnet_ids=list(s.subnet_ids),
+            security_group_ids=[s.migrate_security_group_id],
+            migrate_family=s.migrate_task_family,
+            migrate_task_definitions_arn=arn("ecs", "task-definition", f"{s.migrate_task_family}:*"),
+            cluster_tasks_arn=arn("ecs", "task", f"{s.cluster_name}/*"),
+            all_task_definitions_arn=arn("ecs", "task-definition", "*"),
+            migrate_repository_name=s.migrate_repository.repository_name,
+            migrate_repository_uri=s.migrate_repository.repository_uri,
+            migrate_repository_arn=s.migrate_repository.repository_arn,
+            pass_role_arns=pass_roles,
+            apps=[
+                AppTarget(
+                    app=t.app,
+                    service_name=t.service_name,
+                    service_arn=arn("ecs", "service", f"{s.cluster_name}/{t.service_name}"),
+                    container_name=t.container_name,
+                    repository_name=t.repository.repository_name,
+                    repository_uri=t.repository.repository_uri,
+                    repository_arn=t.repository.repository_arn,
+                    uses_schema=t.uses_schema,
+                )
+                for t in s.services
+            ],
+            lease_table_name=self.lease_table.table_name,
+            lease_table_arn=self.lease_table.table_arn,
+            history_table_name=self.history_table.table_name,
+            history_table_arn=self.history_table.table_arn,
+            released_parameter_name=self.released_parameter.parameter_name,
+            released_parameter_arn=self.released_parameter.parameter_arn,
+            lease_wait_seconds=int(s.lease_wait.to_seconds()),
+            migrate_timeout_seconds=int(s.migrate_timeout.to_seconds()),
+            rollout_timeout_seconds=int(s.rollout_timeout.to_seconds()),
+            execution_timeout_seconds=s.execution_timeout_seconds(),
+            migrate_container=s.migrate_container_name,
         )
-        statements = [
-            iam.PolicyStatement(
-                sid="RunMigrateTaskRevisions",
-                actions=["ecs:RunTask"],
-                resources=[migrate_task_definitions],
-                conditions=on_cluster,
-            ),
-            iam.PolicyStatement(
-                sid="WatchAndStopMigrateTask",
-                actions=["ecs:DescribeTasks", "ecs:StopTask"],
-                resources=[cluster_tasks],
-                conditions=on_cluster,
-            ),
-            iam.PolicyStatement(
-                sid="EcsSyncManagedRule",
-                actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
-                resources=[sync_rule],
-            ),
-            iam.PolicyStatement(
-                sid="RenderTaskDefinitions",
-                actions=["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"],
-                resources=["*"],
-            ),
-            iam.PolicyStatement(
-                sid="TagOnCreate",
-                actions=["ecs:TagResource"],
-                resources=[all_task_definitions, cluster_tasks],
-                conditions={"StringEquals": {"ecs:CreateAction": ["RegisterTaskDefinition", "RunTask"]}},
-            ),
-            iam.PolicyStatement(
-                sid="PassTaskRoles",
-                actions=["iam:PassRole"],
-                resources=pass_roles,
-                conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
-            ),
-            iam.PolicyStatement(
-                sid="DeployServices",
-                actions=["ecs:DescribeServices", "ecs:UpdateService"],
-                resources=[arn("ecs", "service", f"{cluster_name}/{s.service_name}") for s in services],
-            ),
-            iam.PolicyStatement(
-                sid="ResolveDigests",
-                actions=["ecr:DescribeImages"],
-                resources=[r.repository_arn for r in repositories],
-            ),
-            iam.PolicyStatement(
-                sid="Lease",
-                actions=["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:DeleteItem"],
-                resources=[self.lease_table.table_arn],
-            ),
-            iam.PolicyStatement(
-                sid="RecordRelease",
-                actions=["ssm:PutParameter"],
-                resources=[self.released_parameter.parameter_arn],
-            ),
-        ]
-        self.policy = iam.Policy(self, "Policy", statements=statements, roles=[self.role])
 
+    # ---- the release machine ------------------------------------------------------------------------
+    def _machine_role(self, stack: Stack, construct_id: str, machine_arn: str, description: str) -> iam.Role:
+        """A role only Step Functions may assume, and only for this machine of this account."""
+        principal = iam.ServicePrincipal("states.amazonaws.com").with_conditions(
+            {"StringEquals": {"aws:SourceAccount": stack.account}, "ArnLike": {"aws:SourceArn": machine_arn}}
+        )
+        return iam.Role(self, construct_id, assumed_by=principal, description=description)
+
+    def _policies(self, construct_id: str, role: iam.Role, grants: Sequence[Grant]) -> tuple[iam.Policy, iam.Policy]:
+        """Resource-scoped statements in one policy, those on APIs without resource-level
+        permissions ("*") in another (the only one whose IAM5 suppression names Resource::*)."""
+        scoped: list[iam.PolicyStatement] = []
+        unscoped: list[iam.PolicyStatement] = []
+        for grant in grants:
+            statement = iam.PolicyStatement(
+                sid=grant.sid, actions=list(grant.actions), resources=list(grant.resources), conditions=dict(grant.conditions or {}) or None
+            )
+            (unscoped if grant.resources == ("*",) else scoped).append(statement)
+        return (
+            iam.Policy(self, f"{construct_id}Policy", statements=scoped, roles=[role]),
+            iam.Policy(self, f"{construct_id}UnscopedApis", statements=unscoped, roles=[role]),
+        )
+
+    def _log_group(self, construct_id: str, log_group_name: str, retention: logs.RetentionDays) -> logs.LogGroup:
+        return logs.LogGroup(self, construct_id, log_group_name=log_group_name, retention=retention, removal_policy=RemovalPolicy.RETAIN)
+
+    def _release_machine(self, stack: Stack, s: ReleaseSettings) -> None:
+        definition, phase = build_release(self.definition_settings)
+        self.definition = definition
+        self.grants = phase.grants
+        self.log_group = self._log_group("Logs", f"/aws/vendedlogs/states/{s.name}", s.log_retention)
+        self.role = self._machine_role(
+            stack, "Role", self.state_machine_arn_by_name, f"{s.name}: resolve digests, hold the lease, migrate, deploy, record"
+        )
+        self.policy, self.unscoped_policy = self._policies("", self.role, phase.grants)
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
-            state_machine_name=name,
+            state_machine_name=s.name,
             state_machine_type=sfn.StateMachineType.STANDARD,
-            definition_body=sfn.DefinitionBody.from_string(stack.to_json_string(build_definition(self.settings))),
+            definition_body=sfn.DefinitionBody.from_string(stack.to_json_string(definition)),
             role=self.role,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
             tracing_enabled=True,
-            comment="One execution = one release. Input: {imageTag, services?, migrate?}",
+            encryption_configuration=sfn.CustomerManagedEncryptionConfiguration(self.data_key, Duration.minutes(5)),
+            comment="One execution = one release. Input: {imageTag, services?, migrate?, startedBy?, note?, rollbackOf?}",
         )
-        self.state_machine.node.add_dependency(self.policy)
+        for policy in (self.policy, self.unscoped_policy):
+            self.state_machine.node.add_dependency(policy)
 
-        ended_badly = events.EventPattern(
-            source=["aws.states"],
-            detail_type=["Step Functions Execution Status Change"],
-            detail={"status": ENDED_BADLY, "stateMachineArn": [self.state_machine.state_machine_arn]},
+    # ---- the cleanup machine, started by EventBridge when a release ends -----------------------------
+    def _cleanup_machine(self, stack: Stack, s: ReleaseSettings) -> None:
+        cluster_arn = self.definition_settings.cluster_arn
+        self.cleanup_log_group = self._log_group("CleanupLogs", f"/aws/vendedlogs/states/{s.name}-lease-cleanup", s.log_retention)
+        self.cleanup_role = self._machine_role(
+            stack, "CleanupRole", self.cleanup_arn_by_name, f"{s.name}-lease-cleanup: complete a release that ended"
         )
-        self._lease_cleanup(name, ended_badly, log_retention)
-        self.failure_topic: sns.Topic | None = (
-            self._failure_topic(stack, name, ended_badly, notify_email) if failure_notifications else None
-        )
-        self._suppress(stack, migrate_task_definitions, cluster_tasks, all_task_definitions)
-
-    def _lease_cleanup(self, name: str, ended_badly: events.EventPattern, log_retention: logs.RetentionDays) -> None:
-        """The lease of an execution that ended badly is freed at once.
-
-        The machine's own failure path already releases it; this covers ABORTED (StopExecution)
-        and TIMED_OUT, where no state of the execution runs any more. The delete is conditional
-        on Owner = that execution, so a lease another release took meanwhile is left alone.
-        """
-        self.cleanup_log_group = logs.LogGroup(
-            self,
-            "CleanupLogs",
-            log_group_name=f"/aws/vendedlogs/states/{name}-lease-cleanup",
-            retention=log_retention,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        self.cleanup_role = iam.Role(
-            self,
-            "CleanupRole",
-            assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
-            description=f"{name}-lease-cleanup: delete the lease of an execution that ended",
-        )
-        cleanup_policy = iam.Policy(
-            self,
-            "CleanupPolicy",
-            roles=[self.cleanup_role],
-            statements=[
-                iam.PolicyStatement(sid="ReleaseEndedLease", actions=["dynamodb:DeleteItem"], resources=[self.lease_table.table_arn])
-            ],
+        grants = [
+            Grant("FreeEndedLease", ("dynamodb:DeleteItem",), (self.lease_table.table_arn,)),
+            Grant("CompleteRecord", ("dynamodb:GetItem", "dynamodb:PutItem"), (self.history_table.table_arn,)),
+            Grant(
+                "StopLeftMigrateTask",
+                ("ecs:StopTask",),
+                (self.definition_settings.cluster_tasks_arn,),
+                {"ArnEquals": {"ecs:cluster": cluster_arn}},
+            ),
+            # ListTasks has no resource-level permission on tasks; the condition keeps it to the cluster.
+            Grant("FindMigrateTask", ("ecs:ListTasks",), ("*",), {"ArnEquals": {"ecs:cluster": cluster_arn}}),
+        ]
+        self.cleanup_grants = grants
+        self.cleanup_policy, self.cleanup_unscoped_policy = self._policies("Cleanup", self.cleanup_role, grants)
+        self.cleanup_definition = build_cleanup(
+            lease_table_name=self.lease_table.table_name, history_table_name=self.history_table.table_name, cluster_name=s.cluster_name
         )
         self.lease_cleanup = sfn.StateMachine(
             self,
             "LeaseCleanup",
-            state_machine_name=f"{name}-lease-cleanup",
+            state_machine_name=f"{s.name}-lease-cleanup",
             state_machine_type=sfn.StateMachineType.EXPRESS,
-            definition_body=sfn.DefinitionBody.from_string(
-                Stack.of(self).to_json_string(build_lease_cleanup_definition(lease_table_name=self.lease_table.table_name))
-            ),
+            definition_body=sfn.DefinitionBody.from_string(stack.to_json_string(self.cleanup_definition)),
             role=self.cleanup_role,
             logs=sfn.LogOptions(destination=self.cleanup_log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
             tracing_enabled=True,
-            comment=f"Frees the release lease of a {name} execution that ended FAILED, TIMED_OUT or ABORTED",
+            encryption_configuration=sfn.CustomerManagedEncryptionConfiguration(self.data_key, Duration.minutes(5)),
+            comment=f"Completes a {s.name} execution that ended: stops its migrate task, frees its lease, completes its record",
         )
-        self.lease_cleanup.node.add_dependency(cleanup_policy)
+        for policy in (self.cleanup_policy, self.cleanup_unscoped_policy):
+            self.lease_cleanup.node.add_dependency(policy)
+        # Every end, SUCCEEDED included (a lease whose delete failed after a success is retried).
+        # Status-change events are delivered best effort: the lease's ExpiresAt bounds it anyway.
+        rule_name = f"{s.name}-ended"
+        events_role = self._events_role(stack, "CleanupEventsRole", rule_name)
+        events_role.add_to_policy(
+            iam.PolicyStatement(sid="StartCleanup", actions=["states:StartExecution"], resources=[self.lease_cleanup.state_machine_arn])
+        )
         self.cleanup_rule = events.Rule(
             self,
             "ReleaseEndedRule",
-            description=f"{name}: free the lease of an execution that ended FAILED, TIMED_OUT or ABORTED",
-            event_pattern=ended_badly,
-            targets=[targets.SfnStateMachine(self.lease_cleanup)],
+            rule_name=rule_name,
+            description=f"{s.name}: complete a release that ended (stop its migrate task, free its lease, complete its record)",
+            event_pattern=self._ended([*contract.ENDED_BADLY, contract.STATUS_SUCCEEDED]),
+            targets=[
+                targets.SfnStateMachine(
+                    self.lease_cleanup,
+                    role=events_role,
+                    dead_letter_queue=self.dead_letters,
+                    retry_attempts=8,
+                    max_event_age=Duration.hours(2),
+                )
+            ],
         )
 
-    def _failure_topic(self, stack: Stack, name: str, ended_badly: events.EventPattern, notify_email: str | None) -> sns.Topic:
-        """An encrypted SNS topic told about every release that ends FAILED, TIMED_OUT or ABORTED."""
+    def _events_role(self, stack: Stack, construct_id: str, rule_name: str) -> iam.Role:
+        """A role only EventBridge may assume, and only for this rule of this account."""
+        rule_arn = stack.format_arn(service="events", resource="rule", resource_name=rule_name)
+        principal = iam.ServicePrincipal("events.amazonaws.com").with_conditions(
+            {"StringEquals": {"aws:SourceAccount": stack.account}, "ArnEquals": {"aws:SourceArn": rule_arn}}
+        )
+        return iam.Role(self, construct_id, assumed_by=principal, description=f"{rule_name}: start the release cleanup machine")
+
+    def _ended(self, statuses: Sequence[str]) -> events.EventPattern:
+        return events.EventPattern(
+            source=["aws.states"],
+            detail_type=["Step Functions Execution Status Change"],
+            detail={"status": list(statuses), "stateMachineArn": [self.state_machine.state_machine_arn]},
+        )
+
+    # ---- the failure topic -------------------------------------------------------------------------------
+    def _failure_topic(self, stack: Stack, s: ReleaseSettings) -> sns.Topic:
+        """An encrypted SNS topic told about every release that ends FAILED, TIMED_OUT or ABORTED.
+        Only this rule may publish (aws:SourceArn), over TLS; the topic policy is written here
+        in full, so no statement without conditions is added to it."""
+        rule_arn = stack.format_arn(service="events", resource="rule", resource_name=f"{s.name}-failed")
         key = kms.Key(
             self,
             "FailureTopicKey",
-            description=f"{name}: encrypts the release failure topic",
+            description=f"{s.name}: encrypts the release failure topic",
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.DESTROY,
         )
-        # EventBridge publishes to the encrypted topic: it needs the key for that, nothing else.
+        source = {"StringEquals": {"aws:SourceAccount": stack.account}, "ArnEquals": {"aws:SourceArn": rule_arn}}
         key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="EventBridgePublishes",
                 principals=[iam.ServicePrincipal("events.amazonaws.com")],
                 actions=["kms:Decrypt", "kms:GenerateDataKey"],
                 resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+                conditions=source,
             )
         )
-        topic = sns.Topic(
+        topic = sns.Topic(self, "FailureTopic", topic_name=f"{s.name}-failures", display_name=f"{s.name} failures", master_key=key)
+        if s.notify_email:
+            topic.add_subscription(subscriptions.EmailSubscription(s.notify_email))
+        sns.CfnTopicPolicy(
             self,
-            "FailureTopic",
-            topic_name=f"{name}-failures",
-            display_name=f"{name} failures",
-            master_key=key,
-            enforce_ssl=True,
+            "FailureTopicPolicy",
+            topics=[topic.topic_arn],
+            policy_document={
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "OnlyTheReleaseFailedRulePublishes",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "events.amazonaws.com"},
+                        "Action": "sns:Publish",
+                        "Resource": topic.topic_arn,
+                        "Condition": source,
+                    },
+                    {
+                        "Sid": "EnforceTls",
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "sns:Publish",
+                        "Resource": topic.topic_arn,
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    },
+                ],
+            },
         )
-        if notify_email:
-            topic.add_subscription(subscriptions.EmailSubscription(notify_email))
+        # The target publishes through an imported handle of the topic, so CDK adds no statement
+        # of its own (one without conditions) to the topic policy written above.
+        published = sns.Topic.from_topic_arn(self, "FailureTopicForRule", topic.topic_arn)
         events.Rule(
             self,
             "ReleaseFailedRule",
-            description=f"{name}: tell people when a release ends FAILED, TIMED_OUT or ABORTED",
-            event_pattern=ended_badly,
+            rule_name=f"{s.name}-failed",
+            description=f"{s.name}: tell people when a release ends FAILED, TIMED_OUT or ABORTED",
+            event_pattern=self._ended(contract.ENDED_BADLY),
             targets=[
                 targets.SnsTopic(
-                    topic,
+                    published,
+                    dead_letter_queue=self.dead_letters,
+                    retry_attempts=8,
+                    max_event_age=Duration.hours(2),
                     message=events.RuleTargetInput.from_text(
-                        f"Release {events.EventField.from_path('$.detail.name')} of {name} ended "
+                        f"Release {events.EventField.from_path('$.detail.name')} of {s.name} ended "
                         f"{events.EventField.from_path('$.detail.status')}: "
                         f"{events.EventField.from_path('$.detail.error')} - {events.EventField.from_path('$.detail.cause')}. "
                         f"Execution: {events.EventField.from_path('$.detail.executionArn')}"
@@ -398,37 +467,53 @@ class ReleaseStateMachine(Construct):
         )
         return topic
 
-    # ---- cdk-nag --------------------------------------------------------------------------------
-    def _suppress(self, stack: Stack, *wildcard_arns: str) -> None:
-        flat = {arn: _nag_form(stack.resolve(arn)) for arn in wildcard_arns}
-        migrate_tds, tasks, all_tds = (flat[a] for a in wildcard_arns)
-        NagSuppressions.add_resource_suppressions(
-            self.policy,
-            [
-                NagPackSuppression(
-                    id="AwsSolutions-IAM5",
-                    reason=(
-                        "ecs:DescribeTaskDefinition and ecs:RegisterTaskDefinition support no resource-level permissions "
-                        "(AWS: resource '*'); ecs:RunTask is limited to revisions of the migrate family (a release registers "
-                        "a new revision each time, so the revision is a wildcard) and to the cluster by condition; "
-                        "DescribeTasks/StopTask to tasks in the cluster (task ids are not known in advance); ecs:TagResource "
-                        "only while creating a task definition or running a task (ecs:CreateAction condition)."
-                    ),
-                    applies_to=[f"Resource::{migrate_tds}", f"Resource::{tasks}", f"Resource::{all_tds}", "Resource::*"],
-                )
-            ],
-        )
+    # ---- cdk-nag --------------------------------------------------------------------------------------
+    def _suppress(self) -> None:
+        for policy, grants in ((self.unscoped_policy, self.grants), (self.cleanup_unscoped_policy, self.cleanup_grants)):
+            actions = sorted(a for g in grants if g.resources == ("*",) for a in g.actions)
+            NagSuppressions.add_resource_suppressions(
+                policy,
+                [
+                    NagPackSuppression(
+                        id="AwsSolutions-IAM5",
+                        reason=(
+                            f"This policy holds only {', '.join(actions)}: AWS gives these no resource-level permissions "
+                            "(ecs:ListTasks is held to the cluster by the ecs:cluster condition)."
+                        ),
+                        applies_to=["Resource::*"],
+                    )
+                ],
+            )
+        for policy, grants in ((self.policy, self.grants), (self.cleanup_policy, self.cleanup_grants)):
+            wildcards = sorted({r for g in grants if g.resources != ("*",) for r in g.resources if "*" in r})
+            NagSuppressions.add_resource_suppressions(
+                policy,
+                [
+                    NagPackSuppression(
+                        id="AwsSolutions-IAM5",
+                        reason=(
+                            "ecs:RunTask is limited to revisions of the migrate family (each release registers a new one) and to "
+                            "the cluster by condition; DescribeTasks/StopTask to tasks in the cluster (ids are not known in advance); "
+                            "ecs:TagResource only while registering a task definition or running a task (ecs:CreateAction)."
+                        ),
+                        applies_to=[f"Resource::{_nag_form(Stack.of(self).resolve(r))}" for r in wildcards],
+                    )
+                ],
+            )
         logging_reason = (
-            "Added by CDK for Step Functions logging and X-Ray: the CloudWatch Logs log-delivery actions "
-            "(CreateLogDelivery, PutResourcePolicy, ...) and the X-Ray trace actions support no resource-level "
-            "permissions, AWS documents resource '*' for them."
+            "The role's default policy holds only what CDK adds for logging, X-Ray and the data key: the CloudWatch Logs "
+            "log-delivery actions and X-Ray's trace actions support no resource-level permissions (AWS documents '*')."
         )
         for role in (self.role, self.cleanup_role):
-            NagSuppressions.add_resource_suppressions(
-                role,
-                [NagPackSuppression(id="AwsSolutions-IAM5", reason=logging_reason, applies_to=["Resource::*"])],
-                apply_to_children=True,
-            )
+            default_policy = role.node.try_find_child("DefaultPolicy")
+            if default_policy is not None:
+                NagSuppressions.add_resource_suppressions(
+                    default_policy, [NagPackSuppression(id="AwsSolutions-IAM5", reason=logging_reason, applies_to=["Resource::*"])]
+                )
+        NagSuppressions.add_resource_suppressions(
+            self.dead_letters,
+            [NagPackSuppression(id="AwsSolutions-SQS3", reason="This queue is the dead-letter queue of the release rules' targets.")],
+        )
 
 
 def _nag_form(resolved: Any) -> str:
@@ -444,9 +529,3 @@ def _nag_form(resolved: Any) -> str:
             separator, parts = resolved["Fn::Join"]
             return str(separator).join(_nag_form(p) for p in parts)
     raise ValueError(f"cannot flatten {resolved!r} for a cdk-nag suppression")
-
-
-def poll_budget(rollout_timeout: Duration, poll_interval: Duration) -> int:
-    """How many polls a rollout may take after the first ("retry": the Retrier's MaxAttempts) or in
-    all ("wait-loop": each after a PollDelay); either way the last poll is at the rollout timeout."""
-    return max(1, math.ceil(rollout_timeout.to_seconds() / poll_interval.to_seconds()))

@@ -13,8 +13,9 @@ from aws_cdk import aws_ecr as ecr
 from config import EnvironmentConfig
 from constructs import Construct
 from constructs.migrate_task import CONTAINER_NAME, MigrateTask
-from constructs.release_state_machine import ReleaseStateMachine, ServiceTarget
+from constructs.release_state_machine import ReleaseSettings, ReleaseStateMachine, ServiceTarget
 from constructs.retention import retention
+from release import contract
 from stacks.data_stack import DataStack
 from stacks.outputs import export
 
@@ -51,39 +52,46 @@ class ReleaseStack(Stack):
         self.release = ReleaseStateMachine(
             self,
             "Release",
-            name_prefix=config.name_prefix,
-            env_name=config.env_name,
-            cluster_name=config.cluster_name,
-            subnet_ids=data.private_subnet_ids,
-            migrate_security_group_id=data.access.migrate_security_group.security_group_id,
-            migrate_task_family=config.migrate.family,
-            migrate_container_name=CONTAINER_NAME,
-            migrate_repository=repositories["migrate"],
-            migrate_task_role=self.migrate.task_role,
-            migrate_execution_role=self.migrate.execution_role,
-            migrate_timeout=Duration.minutes(config.migrate.timeout_minutes),
-            services=[
-                ServiceTarget(
-                    app=app.name,
-                    service_name=app.service,
-                    container_name=app.container,
-                    repository=repositories[app.name],
-                    uses_schema=app.uses_schema,
-                    task_role_arn=app.task_role_arn,
-                    execution_role_arn=app.execution_role_arn,
-                )
-                for app in config.apps
-            ],
-            lease_wait=Duration.minutes(config.release.lease_wait_minutes),
-            rollout_timeout=Duration.minutes(config.release.rollout_timeout_minutes),
-            rollout_poll=config.release.rollout_poll,
-            notify_email=config.notifications.email,
-            log_retention=retention(config.log_retention_days),
+            settings=ReleaseSettings(
+                name_prefix=config.name_prefix,
+                env_name=config.env_name,
+                cluster_name=config.cluster_name,
+                subnet_ids=data.private_subnet_ids,
+                migrate_security_group_id=data.access.migrate_security_group.security_group_id,
+                migrate_task_family=config.migrate.family,
+                migrate_container_name=CONTAINER_NAME,
+                migrate_repository=repositories["migrate"],
+                migrate_task_role=self.migrate.task_role,
+                migrate_execution_role=self.migrate.execution_role,
+                migrate_timeout=Duration.minutes(config.migrate.timeout_minutes),
+                services=[
+                    ServiceTarget(
+                        app=app.name,
+                        service_name=app.service,
+                        container_name=app.container,
+                        repository=repositories[app.name],
+                        uses_schema=app.uses_schema,
+                        task_role_arn=app.task_role_arn,
+                        execution_role_arn=app.execution_role_arn,
+                    )
+                    for app in config.apps
+                ],
+                lease_wait=Duration.minutes(config.release.lease_wait_minutes),
+                rollout_timeout=Duration.minutes(config.release.rollout_timeout_minutes),
+                notify_email=config.notifications.email,
+                log_retention=retention(config.log_retention_days),
+            ),
         )
         export(
             self, "StateMachineArn", self.release.state_machine.state_machine_arn, "The release state machine: one execution = one release"
         )
         export(self, "LeaseTableName", self.release.lease_table.table_name, "DynamoDB table holding the release lease")
+        export(
+            self,
+            contract.OUTPUT_RELEASE_HISTORY_TABLE_NAME,
+            self.release.history_table.table_name,
+            "DynamoDB table with one record per release (newest first: Query Pk=release, ScanIndexForward=false)",
+        )
         export(
             self,
             "ReleasedParameterName",

@@ -19,18 +19,10 @@ from config import EnvironmentConfig, load_config  # noqa: E402
 from stacks import EnvironmentStacks  # noqa: E402
 
 ENVIRONMENTS = ("example", "sandbox")
-# The example environment again with the other rollout poll mode (docs/release.md), in the same
-# app, so the suite still synthesizes once.
-WAIT_LOOP_ENV = "example-wait-loop"
 
 
 def session_configs() -> list[EnvironmentConfig]:
-    configs = [load_config(name) for name in ENVIRONMENTS]
-    example = configs[0]
-    wait_loop = example.model_copy(
-        update={"env_name": WAIT_LOOP_ENV, "release": example.release.model_copy(update={"rollout_poll": "wait-loop"})}
-    )
-    return [*configs, wait_loop]
+    return [load_config(name) for name in ENVIRONMENTS]
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,7 @@
-"""Fixtures of the release state machine tests: the synthesized definition and one interpreter.
+"""Fixtures of the release state machine tests: the synthesized definitions and one interpreter.
 
-The definition is the one the app synthesizes (tests/conftest.py, fixture `templates`): the suite
-synthesizes once per session. The "wait-loop" rollout poll mode is a copy of the example
-environment with only that mode changed, synthesized in the same app.
+The definitions are the ones the app synthesizes (tests/conftest.py, fixture `templates`): the
+suite synthesizes once per session.
 """
 
 from __future__ import annotations
@@ -10,20 +9,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from constructs.release_definition import ROLLOUT_POLL_MODES
-from tests.release.driver import Interpreter, interpreter_session, resolve_definition, state_machines
-from tests.support import WAIT_LOOP_ENV
+from emulation.driver import Interpreter, interpreter_session
+from emulation.resolve import resolve_definition, state_machines
 
-ROOT = Path(__file__).resolve().parents[2]
 MACHINE = "cashsouk-example-release"
 CLEANUP = "cashsouk-example-release-lease-cleanup"
-WAIT_LOOP_MACHINE = f"cashsouk-{WAIT_LOOP_ENV}-release"
 
 
 @pytest.fixture(scope="session")
@@ -62,29 +56,25 @@ def machine(sfn: Interpreter, definition: dict[str, Any]) -> str:
 
 
 @pytest.fixture(scope="session")
-def wait_loop_definition(release_templates: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The example environment's definition with rollout_poll="wait-loop", from the same synthesis.
-
-    The variant needs its own environment name to sit in the same app; mapping that name back to
-    "example" gives it the example's resource names, so the same fakes answer both modes.
-    """
-    renamed = json.dumps(resolve_definition(release_templates, WAIT_LOOP_MACHINE)).replace(WAIT_LOOP_ENV, "example")
-    definition: dict[str, Any] = json.loads(renamed)
-    return definition
+def cleanup(sfn: Interpreter, cleanup_definition: dict[str, Any]) -> str:
+    return sfn.machine(cleanup_definition, "cleanup")
 
 
-@dataclass(frozen=True)
-class Rollout:
-    """One rollout poll mode and its state machine in the interpreter."""
+# The example's bounds (30-minute rollouts, a 15-minute migration) and shorter ones, so the tests
+# of the bounds run 12 polls instead of 180 (the definition is otherwise the synthesized one).
+EXAMPLE_BOUNDS = {
+    "$polls < 180": "$polls < 12",
+    "$migrationPolls < 90": "$migrationPolls < 12",
+    "within 1800 s": "within 120 s",
+    "within 900 s": "within 120 s",
+}
 
-    poll: str  # "retry" | "wait-loop"
-    definition: dict[str, Any]
-    machine: str
 
-
-@pytest.fixture(params=ROLLOUT_POLL_MODES)
-def rollout(request: pytest.FixtureRequest, sfn: Interpreter, definition: dict[str, Any]) -> Rollout:
-    """Each test using it runs in both rollout poll modes."""
-    poll = str(request.param)
-    chosen = definition if poll == "retry" else request.getfixturevalue("wait_loop_definition")
-    return Rollout(poll=poll, definition=chosen, machine=sfn.machine(chosen, "release" if poll == "retry" else "release-wait-loop"))
+@pytest.fixture(scope="session")
+def short_bounds_machine(sfn: Interpreter, definition: dict[str, Any]) -> str:
+    """The synthesized definition with 2-minute rollout and migration bounds."""
+    text = json.dumps(definition)
+    for example, short in EXAMPLE_BOUNDS.items():
+        assert example in text, f"the example's definition has no {example!r} any more"
+        text = text.replace(example, short)
+    return sfn.machine(json.loads(text), "release-short-bounds")

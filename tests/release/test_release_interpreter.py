@@ -1,13 +1,12 @@
-"""Each patch of the interpreter (tests/release/interpreter.py), proved on a tiny definition."""
+"""Each patch of the interpreter (emulation/interpreter.py), proved on a tiny definition."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.release import interpreter
-from tests.release.driver import Interpreter
-from tests.release.fakes import FakeAws, MigrationPlan
-from tests.release.world import MIGRATE_FAMILY, build_world
+from emulation import interpreter
+from emulation.driver import Interpreter
+from emulation.world import MIGRATE_FAMILY, build_world
 
 
 def machine(states: dict[str, Any], start: str) -> dict[str, Any]:
@@ -94,33 +93,51 @@ def test_aws_sdk_arguments_and_results_are_pascal_case(sfn: Interpreter) -> None
     assert fake.calls[-1].params == {"taskDefinition": MIGRATE_FAMILY, "include": ["TAGS"]}
 
 
-def run_task_definition() -> dict[str, Any]:
-    return machine(
+def test_aws_sdk_errors_are_named_with_the_pascal_case_service(sfn: Interpreter) -> None:
+    fake = build_world(sfn.reset())
+    fake.fail("DescribeImages", "ImageNotFoundException", times=1, message="no such image")
+    fake.fail("DescribeServices", "ThrottlingException", times=1)
+    definition = machine(
         {
-            "T": {
+            "I": {
                 "Type": "Task",
-                "Resource": "arn:aws:states:::ecs:runTask.sync",
-                "Arguments": {
-                    "Cluster": "default",
-                    "TaskDefinition": MIGRATE_FAMILY,
-                    "LaunchType": "FARGATE",
-                    "NetworkConfiguration": {"AwsvpcConfiguration": {"Subnets": ["subnet-1"], "AssignPublicIp": "DISABLED"}},
-                },
-                "Output": "{% $states.result.Containers[0].ExitCode %}",
-                "Catch": [{"ErrorEquals": ["States.TaskFailed"], "Next": "C", "Output": "{% $states.errorOutput %}"}],
-                "End": True,
+                "Resource": "arn:aws:states:::aws-sdk:ecr:describeImages",
+                "Arguments": {"RepositoryName": "api-cashsouk", "ImageIds": [{"ImageTag": "x"}]},
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Assign": {"image": "{% $states.errorOutput.Error %}"}, "Next": "S"}],
+                "Next": "S",
             },
-            "C": {"Type": "Pass", "End": True},
+            "S": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::aws-sdk:ecs:describeServices",
+                "Arguments": {"Cluster": "default", "Services": ["api-cashsouk-09ff"]},
+                "Catch": [
+                    {"ErrorEquals": ["States.ALL"], "Output": "{% {'image': $image, 'service': $states.errorOutput.Error} %}", "Next": "P"}
+                ],
+                "Next": "P",
+            },
+            "P": {"Type": "Pass", "End": True},
         },
-        "T",
+        "I",
     )
+    # ImageNotFoundException is modelled by ECR's API; ECS models no ThrottlingException, so it
+    # arrives as the service's base exception (as on AWS).
+    assert sfn.run(sfn.machine(definition, "t"), {}).output == {"image": "Ecr.ImageNotFoundException", "service": "Ecs.EcsException"}
 
 
-def test_run_task_sync_succeeds_on_exit_0_and_fails_on_exit_1(sfn: Interpreter) -> None:
-    fake: FakeAws = build_world(sfn.reset())
-    arn = sfn.machine(run_task_definition(), "t")
-    assert sfn.run(arn, {}).output == 0
-    fake.migration = MigrationPlan(exit_code=1)
-    failed = sfn.run(arn, {})
-    assert failed.output["Error"] == "States.TaskFailed"
-    assert '"ExitCode":1' in failed.output["Cause"]
+def test_null_variables_stay_null(sfn: Interpreter) -> None:
+    sfn.reset()
+    definition = machine(
+        {
+            "A": {"Type": "Pass", "Assign": {"n": "{% null %}"}, "Next": "B"},
+            "B": {"Type": "Pass", "Output": "{% {'n': $n, 'type': $type($n), 'exists': $exists($n)} %}", "End": True},
+        },
+        "A",
+    )
+    assert sfn.run(sfn.machine(definition, "t"), {}).output == {"n": None, "type": "null", "exists": True}
+
+
+def test_an_expression_that_returns_nothing_fails_the_state(sfn: Interpreter) -> None:
+    sfn.reset()
+    definition = machine({"A": {"Type": "Pass", "Output": "{% $states.input.missing %}", "End": True}}, "A")
+    result = sfn.run(sfn.machine(definition, "t"), {})
+    assert (result.status, result.error) == ("FAILED", "States.QueryEvaluationError")

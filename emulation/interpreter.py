@@ -7,7 +7,7 @@ the definition makes is validated against the service's API model. aws-local-ste
 other candidate, runs JSONPath only.
 
 moto ships the engine with a few parts cut out. The patches below put them back, each small and
-each covered by tests/release/test_interpreter.py:
+each covered by tests/release/test_release_interpreter.py:
 
 1. JSONata evaluation. moto stubs it (LocalStack calls jsonata-java through a JVM). We evaluate with
    jsonata-python, a port of the same jsonata-java reference (pin: jsonata-python==0.7.1).
@@ -18,17 +18,21 @@ each covered by tests/release/test_interpreter.py:
    (an error cause, a reason) breaks every later expression.
 4. aws-sdk request/response casing. Step Functions takes PascalCase arguments and returns PascalCase
    results for every service; moto stubs the mapping to the API's own member names.
-5. ``ecs:runTask.sync`` fails the state with ``States.TaskFailed`` (cause: the described task as
-   JSON) when an essential container exits non-zero or the task failed to start; unpatched any
-   stopped task is a success.
+5. aws-sdk error names. Step Functions names an aws-sdk error "<Service>.<Error>" with the service in
+   PascalCase ("Ecs.", "Ecr.", "Ssm."); moto knows the spelling only for DynamoDB and Step Functions.
 
-Time is virtual: Retry intervals, Wait states, the .sync poll and TimeoutSeconds advance a clock
+Two more, for speed only (same behaviour): JSONata expressions are compiled once and evaluated with
+$states and the variables bound as values, and a definition is parsed once (each execution runs a
+deep copy of the parsed program).
+
+Time is virtual: Retry intervals, Wait states and TimeoutSeconds advance a clock
 (`CLOCK`) instead of sleeping, so a 30-minute rollout takes milliseconds and the number of
 transitions is what AWS would count.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import threading
@@ -36,12 +40,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from moto.stepfunctions.parser.api import EvaluationFailedEventDetails, HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.api import EvaluationFailedEventDetails, HistoryEventType
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent, FailureEventException
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.common.string.string_expression import StringJSONata
+from moto.stepfunctions.parser.asl.component.intrinsic.jsonata import get_intrinsic_functions_declarations
 from moto.stepfunctions.parser.asl.component.state.exec import execute_state
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_aws_sdk,
@@ -50,13 +55,15 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
     state_task_service_ecs,
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import StateTaskService
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_ecs import StateTaskServiceEcs
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.eval import states as eval_states
 from moto.stepfunctions.parser.asl.eval import variable_store
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
+from moto.stepfunctions.parser.asl.jsonata.jsonata import extract_jsonata_variable_references
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+from moto.stepfunctions.parser.backend import execution_worker
 
 # botocore and jsonata-python ship no type information.
 jsonata: Any = importlib.import_module("jsonata")
@@ -142,11 +149,48 @@ def _eval_jsonata(expression: str) -> Any:
 
 # ---- patch 2: runtime errors are States.QueryEvaluationError --------------------------------------
 _original_string_jsonata_eval: Callable[..., None] = StringJSONata._eval_body
+_JSONATA_NULL = importlib.import_module("jsonata.utils").Utils.NULL_VALUE
+_COMPILED: dict[str, Any] = {}
+_COMPILED_LOCK = threading.Lock()
+
+
+def _compiled(expression: str) -> Any:
+    with _COMPILED_LOCK:
+        if expression not in _COMPILED:
+            _COMPILED[expression] = jsonata.Jsonata(expression)
+        return _COMPILED[expression]
+
+
+def _evaluate_with_bindings(self: StringJSONata, env: Any) -> bool:
+    """Speed: evaluate the expression, compiled once, with $states and the variables
+    bound as values, instead of moto's way (every variable serialised into declarations in front
+    of the expression, and the whole text parsed again at every evaluation). Same semantics; not
+    used (False) when the expression needs one of the AWS-specific functions moto declares."""
+    references = extract_jsonata_variable_references(self.expression)
+    if get_intrinsic_functions_declarations(variable_references=references):
+        return False
+    compiled = _compiled(self.expression)
+    store = env.variable_store
+    # $states as JSON values (moto keeps the context's times as datetime objects).
+    states = json.loads(to_json_str(env.states._states_data, separators=(",", ":")))
+    variables = {**store._outer_scope, **store._inner_scope, "states": states}
+    # A variable holding JSON null is bound to jsonata-python's null (None would be "undefined").
+    bindings = {name: _JSONATA_NULL if value is None else value for name, value in variables.items()}
+    try:
+        result = compiled.evaluate(None, bindings)
+        # null or nothing (undefined, which fails the state): moto's own path tells them apart.
+        if result is None and not _compiled("$exists((" + self.expression + "))").evaluate(None, bindings):
+            return False
+    except Exception as error:  # jsonata-python raises JException and Python errors alike
+        raise moto_jsonata.JSONataException("JSONataError", str(error)) from error
+    env.stack.append(result)
+    return True
 
 
 def _string_jsonata_eval(self: StringJSONata, env: Any) -> None:
     try:
-        _original_string_jsonata_eval(self, env)
+        if not _evaluate_with_bindings(self, env):
+            _original_string_jsonata_eval(self, env)
     except moto_jsonata.JSONataException as error:
         name = StatesErrorName(typ=StatesErrorNameType.StatesQueryEvaluationError)
         details = EvaluationFailedEventDetails(
@@ -203,43 +247,20 @@ def _normalise_response(
         self._from_boto_response(response, shape)
 
 
-# ---- patch 5: ecs:runTask.sync fails on a non-zero exit or a task that failed to start -------------
-_original_build_sync_resolver = StateTaskServiceEcs._build_sync_resolver
+# ---- speed: a definition is parsed once, each execution gets its own copy ------------------------
+_PROGRAMS: dict[str, Any] = {}
+_PROGRAMS_LOCK = threading.Lock()
 
 
-def _task_failed(task: dict[str, Any]) -> bool:
-    essential = [c for c in task.get("Containers", []) if c.get("Essential", True)]
-    if task.get("StopCode") == "TaskFailedToStart":
-        return True
-    return any(c.get("ExitCode") not in (None, 0) for c in essential)
-
-
-def _build_sync_resolver(self: StateTaskServiceEcs, env: Any, *args: Any, **kwargs: Any) -> Callable[[], Any]:
-    resolve = _original_build_sync_resolver(self, env, *args, **kwargs)
-    assert resolve is not None
-
-    def resolver() -> Any:
-        task = resolve()
-        if task and _task_failed(task):
-            cause = json.dumps(task, separators=(",", ":"), default=str)
-            raise FailureEventException(
-                FailureEvent(
-                    env=env,
-                    error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
-                    event_type=HistoryEventType.TaskFailed,
-                    event_details=EventDetails(  # type: ignore[typeddict-item]
-                        taskFailedEventDetails=TaskFailedEventDetails(
-                            error=StatesErrorNameType.StatesTaskFailed.to_name(),
-                            cause=cause,
-                            resource=self._get_sfn_resource(),
-                            resourceType=self._get_sfn_resource_type(),
-                        )
-                    ),
-                )
-            )
-        return task
-
-    return resolver
+def _evaluation_entrypoint(self: execution_worker.ExecutionWorker) -> Any:
+    """moto parses the definition (ANTLR, in Python: about a second for the release's) at every
+    execution start; a deep copy of the parsed program is the same program, 25 times faster.
+    A copy per execution: states keep per-evaluation fields (a Choice's next state)."""
+    definition = self._evaluation_details.state_machine_details.definition
+    with _PROGRAMS_LOCK:
+        if definition not in _PROGRAMS:
+            _PROGRAMS[definition] = AmazonStateLanguageParser.parse(definition)[0]
+        return copy.deepcopy(_PROGRAMS[definition])
 
 
 # ---- virtual time for Wait states -------------------------------------------------------------------
@@ -262,6 +283,7 @@ def install(client_factory: Callable[[str, str], Any]) -> None:
         setattr(module, "boto_client_for", boto_client_for)  # noqa: B010 - moto does not export it
     if _INSTALLED.get("patched"):
         return
+    state_task_service_aws_sdk._SERVICE_ERROR_NAMES.update({"ecs": "Ecs", "ecr": "Ecr", "ssm": "Ssm"})
     patches: list[tuple[Any, str, Any]] = [
         (moto_jsonata, "_eval_jsonata", _eval_jsonata),
         (StringJSONata, "_eval_body", _string_jsonata_eval),
@@ -269,13 +291,13 @@ def install(client_factory: Callable[[str, str], Any]) -> None:
         (variable_store, "encode_jsonata_variable_declarations", _encode_declarations),
         (StateTaskService, "_normalise_parameters", _normalise_parameters),
         (StateTaskService, "_normalise_response", _normalise_response),
-        (StateTaskServiceEcs, "_build_sync_resolver", _build_sync_resolver),
         # Virtual time.
         (retrier_decl, "time", _VirtualTime),
         (state_task_service_callback, "time", _VirtualTime),
         (state_task_service_callback, "_DELAY_SECONDS_SYNC_CONDITION_CHECK", SYNC_POLL_SECONDS),
         (execute_state, "threading", _VirtualThreading),
         (WaitFunction, "_wait_interval", _wait_interval),
+        (execution_worker.ExecutionWorker, "_get_evaluation_entrypoint", _evaluation_entrypoint),
     ]
     for target, attribute, value in patches:
         assert hasattr(target, attribute), f"moto changed: {target.__name__}.{attribute} is gone"

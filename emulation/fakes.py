@@ -18,13 +18,14 @@ import copy
 import hashlib
 import importlib
 import itertools
+import json
 import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.release.interpreter import CLOCK
+from emulation.interpreter import CLOCK
 
 # boto3/botocore ship no type information.
 boto3: Any = importlib.import_module("boto3")
@@ -59,6 +60,8 @@ class MigrationPlan:
     stopped_reason: str = "Essential container in task exited"
     container_reason: str | None = None
     never_stops: bool = False
+    # RunTask answers with these failures and no task (e.g. [{"reason": "RESOURCE:MEMORY"}]).
+    failures: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -88,7 +91,9 @@ class FakeAws:
     task_definitions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # family -> revisions
     tags: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # task definition arn -> tags
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    lease_items: dict[str, dict[str, Any]] = field(default_factory=dict)  # LeaseId -> item
+    lease_items: dict[str, dict[str, Any]] = field(default_factory=dict)  # LeaseId -> item (the lease table)
+    history: dict[str, dict[str, Any]] = field(default_factory=dict)  # Sk -> item (the release history table)
+    run_task_tokens: dict[str, str] = field(default_factory=dict)  # clientToken -> task ARN
     parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
     migration: MigrationPlan = field(default_factory=MigrationPlan)
     rollouts: dict[str, RolloutPlan] = field(default_factory=dict)  # service -> plan
@@ -152,6 +157,16 @@ class FakeAws:
                 }
             ],
         }
+
+    def fail(
+        self, operation: str, code: str = "ThrottlingException", times: int = 1, status: int = 400, message: str = "Rate exceeded"
+    ) -> None:
+        """The next `times` calls of `operation` fail with `code` before the handler runs."""
+        self.faults.setdefault(operation, []).extend(FakeError(code, message, status) for _ in range(times))
+
+    def records(self) -> list[dict[str, Any]]:
+        """The release history's Summary documents, oldest first."""
+        return [json.loads(item["Summary"]["S"]) for _, item in sorted(self.history.items())]
 
     # ---- queries for assertions ---------------------------------------------------------------------
     def operations(self, service: str | None = None) -> list[str]:
@@ -247,8 +262,16 @@ class FakeAws:
         network = params.get("networkConfiguration", {}).get("awsvpcConfiguration", {})
         if network.get("assignPublicIp") != "DISABLED":
             raise FakeError("InvalidParameterException", "the fake insists on assignPublicIp DISABLED")
+        token = params.get("clientToken")
+        if token and token in self.run_task_tokens:
+            # ECS: the same clientToken and parameters return the first call's result.
+            return {"tasks": [self._describe_task(self.run_task_tokens[token])], "failures": []}
+        if self.migration.failures:
+            return {"tasks": [], "failures": copy.deepcopy(self.migration.failures)}
         task_id = hashlib.sha256(str(next(self._ids)).encode()).hexdigest()[:32]
         task_arn = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{CLUSTER}/{task_id}"
+        if token:
+            self.run_task_tokens[token] = task_arn
         plan = copy.deepcopy(self.migration)
         self.tasks[task_arn] = {
             "plan": plan,
@@ -269,6 +292,19 @@ class FakeAws:
             },
         }
         return {"tasks": [self._describe_task(task_arn)], "failures": []}
+
+    def _ecs_ListTasks(
+        self, cluster: str | None = None, startedBy: str | None = None, desiredStatus: str = "RUNNING", **_: Any
+    ) -> dict[str, Any]:
+        found = []
+        for arn in self.tasks:
+            description = self._describe_task(arn)
+            if startedBy is not None and description.get("startedBy") != startedBy:
+                continue
+            if description["desiredStatus"] != desiredStatus:
+                continue
+            found.append(arn)
+        return {"taskArns": found}
 
     def _describe_task(self, task_arn: str) -> dict[str, Any]:
         task = self.tasks[task_arn]
@@ -401,24 +437,47 @@ class FakeAws:
         ):
             raise FakeError("ConditionalCheckFailedException", "The conditional request failed")
 
+    def _table(self, name: str, key: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], str]:
+        """The items of the lease or the history table, and this item's key."""
+        if name.endswith("-lease"):
+            return self.lease_items, key["LeaseId"]["S"]
+        if name.endswith("-history"):
+            if key.get("Pk") != {"S": "release"}:
+                raise FakeError("ValidationException", "the history table's partition key is Pk = release")
+            return self.history, key["Sk"]["S"]
+        raise FakeError("ResourceNotFoundException", f"Requested resource not found: Table: {name} not found")
+
     def _dynamodb_PutItem(self, TableName: str, Item: dict[str, Any], **params: Any) -> dict[str, Any]:
-        key = Item["LeaseId"]["S"]
+        items, key = self._table(TableName, Item)
         try:
-            self._check(params, self.lease_items.get(key))
-            self.lease_items[key] = copy.deepcopy(Item)
+            self._check(params, items.get(key))
+            items[key] = copy.deepcopy(Item)
         finally:
-            if self.on_put_item:
-                self.on_put_item(self, len(self.calls_of("PutItem")))
+            if self.on_put_item and items is self.lease_items:
+                self.on_put_item(self, len([c for c in self.calls_of("PutItem") if c.params["TableName"].endswith("-lease")]))
         return {}
 
     def _dynamodb_GetItem(self, TableName: str, Key: dict[str, Any], **_: Any) -> dict[str, Any]:
-        item = self.lease_items.get(Key["LeaseId"]["S"])
+        items, key = self._table(TableName, Key)
+        item = items.get(key)
         return {"Item": copy.deepcopy(item)} if item else {}
 
+    def _dynamodb_UpdateItem(self, TableName: str, Key: dict[str, Any], UpdateExpression: str, **params: Any) -> dict[str, Any]:
+        items, key = self._table(TableName, Key)
+        item = items.get(key)
+        self._check(params, item)
+        match = re.fullmatch(r"SET (\w+) = (:\w+)", UpdateExpression.strip())
+        if not match:
+            raise FakeError("ValidationException", f"the fake does not understand {UpdateExpression!r}")
+        updated = copy.deepcopy(item) if item else copy.deepcopy(Key)
+        updated[match[1]] = params["ExpressionAttributeValues"][match[2]]
+        items[key] = updated
+        return {}
+
     def _dynamodb_DeleteItem(self, TableName: str, Key: dict[str, Any], **params: Any) -> dict[str, Any]:
-        key = Key["LeaseId"]["S"]
-        self._check(params, self.lease_items.get(key))
-        self.lease_items.pop(key, None)
+        items, key = self._table(TableName, Key)
+        self._check(params, items.get(key))
+        items.pop(key, None)
         return {}
 
     # ---- SSM ----------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tests.release.fakes import ACCOUNT, REGION, FakeAws
+from emulation.fakes import ACCOUNT, REGION, FakeAws
 
 MIGRATE_REPOSITORY = "cashsouk-migrate"
 MIGRATE_FAMILY = "cashsouk-migrate"

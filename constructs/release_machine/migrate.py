@@ -1,0 +1,342 @@
+"""Phase "migrate": render a migrate task definition revision pinned to the image digest, run it
+(RunTask with startedBy = execution name and an idempotency token), and wait for it with a
+documented poll (Wait + DescribeTasks + Choice). The release stops the task itself at its time
+limit, and says so only when StopTask succeeded.
+
+RunTask is a request-response call here, not `.sync`: the task ARN is known from its response,
+RunTask `failures` are read from the response (not an `AmazonECS.Unknown` error), and the stop
+code, stop reason, exit code and container reason are read from DescribeTasks, all documented.
+"""
+
+from __future__ import annotations
+
+from constructs.release_machine.asl import (
+    CAUSE,
+    ECS_TRANSIENT,
+    ERROR,
+    EXECUTION_NAME,
+    FAIL_RELEASE,
+    READ_ONLY_TASK_DEFINITION_FIELDS,
+    STATES_ALL,
+    DefinitionSettings,
+    Grant,
+    Phase,
+    State,
+    catch_all,
+    expr,
+    fail_with,
+    js,
+    retry_transient,
+)
+from constructs.release_machine.lease import check_lease
+from release import contract, limits
+
+SHOULD_MIGRATE = "ShouldMigrate"
+CHECK_LEASE_BEFORE_MIGRATION = "CheckLeaseBeforeMigration"
+DESCRIBE_MIGRATE_TD = "DescribeMigrateTaskDefinition"
+MIGRATE_CONTAINER_FOUND = "MigrateContainerFound"
+REGISTER_MIGRATE_TD = "RegisterMigrateTaskDefinition"
+RUN_MIGRATION = "RunMigration"
+MIGRATION_STARTED = "MigrationStarted"
+MIGRATION_POLL_DELAY = "MigrationPollDelay"
+DESCRIBE_MIGRATION = "DescribeMigration"
+MIGRATION_PROGRESS = "MigrationProgress"
+STOP_MIGRATION = "StopMigration"
+
+
+def render(task_definition: str, container: str, image: str, tags: str) -> str:
+    """RegisterTaskDefinition's arguments: the description less read-only fields, one image pinned.
+    The container is known to exist (a Choice checked it before)."""
+    return (
+        "($td := " + task_definition + "; $c := " + container + "; $img := " + image + "; "
+        # Tags are copied, except those with the reserved aws: prefix (in any case).
+        "$tags := [$filter(" + tags + ", function($t) { $lowercase($substring($t.Key, 0, 4)) != 'aws:' })]; "
+        "$merge(["
+        "$sift($td, function($v, $k) { $not($k in " + js(list(READ_ONLY_TASK_DEFINITION_FIELDS)) + ") }), "
+        "{'ContainerDefinitions': [$map($td.ContainerDefinitions, function($d) { $merge([$d, $d.Name = $c ? {'Image': $img} : {}]) })]}, "
+        "$count($tags) > 0 ? {'Tags': $tags} : {}"
+        "]))"
+    )
+
+
+def _where(s: DefinitionSettings) -> str:
+    """JSONata: ' (log group G, stream S)' of the migrate task $migration.taskArn."""
+    return (
+        "' (log group ' & ($exists($lookup($migrateLogOptions, 'awslogs-group')) ? $lookup($migrateLogOptions, 'awslogs-group') : '?') & "
+        "', stream ' & ($exists($lookup($migrateLogOptions, 'awslogs-stream-prefix')) ? $lookup($migrateLogOptions, 'awslogs-stream-prefix') & '/' : '') & "
+        + js(s.migrate_container)
+        + " & '/' & $split($migration.taskArn, '/')[-1] & ')'"
+    )
+
+
+def migrate_phase(s: DefinitionSettings, skip_to: str, next_state: str) -> Phase:
+    container = js(s.migrate_container)
+    phase = Phase(
+        {
+            SHOULD_MIGRATE: {
+                "Type": "Choice",
+                "Choices": [{"Condition": "{% $migrate %}", "Next": CHECK_LEASE_BEFORE_MIGRATION}],
+                "Default": skip_to,
+                "Assign": {"migration": expr("$merge([$migration, {'outcome': 'skipped'}])"), "phase": "deploy"},
+            },
+            CHECK_LEASE_BEFORE_MIGRATION: check_lease(s, "migrating", "migrate", DESCRIBE_MIGRATE_TD),
+            DESCRIBE_MIGRATE_TD: {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::aws-sdk:ecs:describeTaskDefinition",
+                "Arguments": {"TaskDefinition": s.migrate_family, "Include": ["TAGS"]},
+                "Retry": [retry_transient(ECS_TRANSIENT)],
+                "Catch": [catch_all("describing task definition family " + s.migrate_family, "migrate")],
+                "Next": MIGRATE_CONTAINER_FOUND,
+            },
+            MIGRATE_CONTAINER_FOUND: {
+                "Type": "Choice",
+                "Choices": [
+                    {
+                        "Condition": expr("$count($states.input.TaskDefinition.ContainerDefinitions[Name = " + container + "]) = 1"),
+                        "Next": REGISTER_MIGRATE_TD,
+                    }
+                ],
+                "Default": FAIL_RELEASE,
+                "Assign": fail_with(
+                    contract.MIGRATION_FAILED,
+                    js(f"task definition family {s.migrate_family} has no container named {s.migrate_container}"),
+                    "migrate",
+                ),
+            },
+            REGISTER_MIGRATE_TD: {
+                "Type": "Task",
+                "Comment": "A new revision of the migrate family with the image pinned by digest.",
+                "Resource": "arn:aws:states:::aws-sdk:ecs:registerTaskDefinition",
+                "Arguments": expr(
+                    render(
+                        "$states.input.TaskDefinition",
+                        container,
+                        "$lookup($images, " + js(contract.MIGRATE_APP) + ")",
+                        "$states.input.Tags",
+                    )
+                ),
+                "Assign": {
+                    "migrateTaskDefinitionArn": "{% $states.result.TaskDefinition.TaskDefinitionArn %}",
+                    "migrateLogOptions": expr(
+                        "($o := $states.result.TaskDefinition.ContainerDefinitions[Name = " + container + "].LogConfiguration.Options; "
+                        "$exists($o) ? $o : {})"
+                    ),
+                },
+                "Retry": [retry_transient(ECS_TRANSIENT)],
+                "Catch": [catch_all("registering the migrate task definition", "migrate")],
+                "Next": RUN_MIGRATION,
+            },
+            **_run_and_wait(s, next_state),
+        },
+        _migrate_grants(s),
+    )
+    return phase
+
+
+def _run_and_wait(s: DefinitionSettings, next_state: str) -> dict[str, State]:
+    return {**_run(s), **_poll(s, next_state), **_stop(s)}
+
+
+# Reads of the described migrate task ($migrationTask).
+_TASK_CONTAINER = "$migrationTask.Containers[Name = %s]"
+_STOPPED = "$migrationTask.LastStatus = 'STOPPED'"
+
+
+def _task_reason(container: str) -> str:
+    """JSONata: ECS's reasons for the stop: the container's, the stop code, the task's."""
+    return (
+        "($t := $migrationTask; $c := " + _TASK_CONTAINER % container + "; "
+        "$join([($exists($c.Reason) ? 'container: ' & $c.Reason : ()), "
+        "($exists($t.StopCode) ? 'stop code ' & $t.StopCode : ()), "
+        "($exists($t.StoppedReason) ? 'task: ' & $t.StoppedReason : ())], '; '))"
+    )
+
+
+def _run(s: DefinitionSettings) -> dict[str, State]:
+    """RunTask, and whether it started a task or answered with failures."""
+    failures = (
+        "($f := $states.result.Failures; $exists($f) and $count($f) > 0 ? "
+        "$join($f.(Reason & ($exists(Detail) ? ' (' & Detail & ')' : '')), '; ') : 'no task and no failure reason')"
+    )
+    return {
+        RUN_MIGRATION: {
+            "Type": "Task",
+            "Comment": "Private subnets, no public IP; startedBy and clientToken from the execution name (idempotent retry).",
+            "Resource": "arn:aws:states:::aws-sdk:ecs:runTask",
+            "Arguments": {
+                "Cluster": s.cluster_name,
+                "TaskDefinition": "{% $migrateTaskDefinitionArn %}",
+                "LaunchType": "FARGATE",
+                "NetworkConfiguration": {
+                    "AwsvpcConfiguration": {
+                        "Subnets": list(s.subnet_ids),
+                        "SecurityGroups": list(s.security_group_ids),
+                        "AssignPublicIp": "DISABLED",
+                    }
+                },
+                "PropagateTags": "TASK_DEFINITION",
+                "StartedBy": expr(EXECUTION_NAME),
+                "ClientToken": expr("$substring(" + EXECUTION_NAME + ", -" + str(contract.MAX_CLIENT_TOKEN) + ")"),
+            },
+            "Assign": {
+                "migration": expr(
+                    "$merge([$migration, {'taskArn': $count($states.result.Tasks) > 0 ? $states.result.Tasks[0].TaskArn : null}])"
+                ),
+                "runFailures": expr(failures),
+                "migrationPolls": 0,
+            },
+            # RunTask with the same clientToken and parameters returns the first call's task
+            # instead of starting another: retrying it is safe. (A throttle has also been reported
+            # as InvalidParameterException for RunTask; retrying a real one only delays the failure.)
+            "Retry": [retry_transient([*ECS_TRANSIENT, "Ecs.InvalidParameterException", "ECS.InvalidParameterException"])],
+            "Catch": [
+                catch_all(
+                    "starting the migrate task",
+                    "migrate",
+                    migration="$merge([$migration, {'outcome': 'failed', 'reason': 'RunTask failed: ' & " + ERROR + "}])",
+                )
+            ],
+            "Next": MIGRATION_STARTED,
+        },
+        MIGRATION_STARTED: {
+            "Type": "Choice",
+            "Choices": [{"Condition": "{% $migration.taskArn != null %}", "Next": MIGRATION_POLL_DELAY}],
+            "Default": FAIL_RELEASE,
+            "Assign": fail_with(
+                contract.MIGRATION_FAILED,
+                "'ECS did not start the migrate task: ' & $runFailures",
+                "migrate",
+                migration="$merge([$migration, {'outcome': 'failed', 'reason': $runFailures}])",
+            ),
+        },
+    }
+
+
+def _poll(s: DefinitionSettings, next_state: str) -> dict[str, State]:
+    """Every 10 s: DescribeTasks, then exit code 0, stopped otherwise, running within the bound, or stop it."""
+    container = js(s.migrate_container)
+    exit_code = "(" + _TASK_CONTAINER % container + ").ExitCode"
+    reason = _task_reason(container)
+    polls = s.bounds.migration_polls
+    stopped = _STOPPED
+    return {
+        MIGRATION_POLL_DELAY: {"Type": "Wait", "Seconds": limits.POLL_SECONDS, "Next": DESCRIBE_MIGRATION},
+        DESCRIBE_MIGRATION: {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::aws-sdk:ecs:describeTasks",
+            "Arguments": {"Cluster": s.cluster_name, "Tasks": ["{% $migration.taskArn %}"]},
+            "Assign": {
+                "migrationTask": "{% ($t := $states.result.Tasks[0]; $exists($t) ? $t : {'LastStatus': 'UNKNOWN'}) %}",
+                "migrationPolls": "{% $migrationPolls + 1 %}",
+            },
+            "Retry": [retry_transient(ECS_TRANSIENT)],
+            # The task runs on: stop it before failing.
+            "Catch": [
+                {
+                    **catch_all(
+                        "watching the migrate task",
+                        "migrate",
+                        migration="$merge([$migration, {'outcome': 'failed', 'reason': 'DescribeTasks failed: ' & " + ERROR + "}])",
+                    ),
+                    "Next": STOP_MIGRATION,
+                }
+            ],
+            "Next": MIGRATION_PROGRESS,
+        },
+        MIGRATION_PROGRESS: {
+            "Type": "Choice",
+            "Comment": "Exit code 0 of the migrate container, checked explicitly (a task that never started has none).",
+            "Choices": [
+                {
+                    "Condition": expr(stopped + " and $exists(" + exit_code + ") and " + exit_code + " = 0"),
+                    "Assign": {
+                        "migration": expr("$merge([$migration, {'outcome': 'succeeded', 'exitCode': 0, 'reason': " + reason + "}])"),
+                        "phase": "deploy",
+                    },
+                    "Next": next_state,
+                },
+                {
+                    "Condition": expr(stopped),
+                    "Assign": fail_with(
+                        contract.MIGRATION_FAILED,
+                        "($exists(" + exit_code + ") ? 'migration exited with code ' & $string(" + exit_code + ") : "
+                        "'migration task stopped without an exit code (it never started)') & ': ' & " + reason + " & " + _where(s),
+                        "migrate",
+                        migration="$merge([$migration, {'outcome': 'failed', 'exitCode': $exists("
+                        + exit_code
+                        + ") ? "
+                        + exit_code
+                        + " : null, 'reason': "
+                        + reason
+                        + "}])",
+                    ),
+                    "Next": FAIL_RELEASE,
+                },
+                {"Condition": "{% $migrationPolls < " + str(polls) + " %}", "Next": MIGRATION_POLL_DELAY},
+            ],
+            "Default": STOP_MIGRATION,
+            "Assign": fail_with(
+                contract.MIGRATION_TIMED_OUT,
+                "'the migration did not finish within " + str(s.migrate_timeout_seconds) + " s' & " + _where(s),
+                "migrate",
+                migration="$merge([$migration, {'outcome': 'timed-out'}])",
+            ),
+        },
+    }
+
+
+def _stop(s: DefinitionSettings) -> dict[str, State]:
+    """StopTask on the migrate task; the cause says it was stopped only when StopTask succeeded."""
+    return {
+        STOP_MIGRATION: {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::aws-sdk:ecs:stopTask",
+            "Arguments": {
+                "Cluster": s.cluster_name,
+                "Task": "{% $migration.taskArn %}",
+                "Reason": expr("$substring('release ' & " + EXECUTION_NAME + " & ': ' & $errorName, 0, 255)"),
+            },
+            "Assign": {
+                "migration": "{% $merge([$migration, {'stoppedByRelease': true}]) %}",
+                "errorCause": "{% $errorCause & '; the release stopped the migrate task ' & $migration.taskArn %}",
+            },
+            "Retry": [retry_transient(ECS_TRANSIENT)],
+            "Catch": [
+                {
+                    "ErrorEquals": [STATES_ALL],
+                    "Assign": {
+                        "errorCause": expr(
+                            "$errorCause & '; stopping the migrate task ' & $migration.taskArn & ' failed (' & "
+                            + ERROR
+                            + " & ': ' & "
+                            + CAUSE
+                            + " & '): it may still be running, stop it with aws ecs stop-task'"
+                        )
+                    },
+                    "Next": FAIL_RELEASE,
+                }
+            ],
+            "Next": FAIL_RELEASE,
+        },
+    }
+
+
+def _migrate_grants(s: DefinitionSettings) -> list[Grant]:
+    on_cluster = {"ArnEquals": {"ecs:cluster": s.cluster_arn}}
+    return [
+        Grant("RenderTaskDefinitions", ("ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"), ("*",)),
+        Grant("RunMigrateTaskRevisions", ("ecs:RunTask",), (s.migrate_task_definitions_arn,), on_cluster),
+        Grant("WatchAndStopMigrateTask", ("ecs:DescribeTasks", "ecs:StopTask"), (s.cluster_tasks_arn,), on_cluster),
+        Grant(
+            "TagOnCreate",
+            ("ecs:TagResource",),
+            (s.all_task_definitions_arn, s.cluster_tasks_arn),
+            {"StringEquals": {"ecs:CreateAction": ["RegisterTaskDefinition", "RunTask"]}},
+        ),
+        Grant(
+            "PassTaskRoles",
+            ("iam:PassRole",),
+            tuple(s.pass_role_arns),
+            {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+        ),
+    ]

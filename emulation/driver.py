@@ -1,0 +1,126 @@
+"""Run a resolved state machine definition in the interpreter against the fakes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from moto import mock_aws
+
+from emulation import interpreter
+from emulation.fakes import ACCOUNT, REGION, FakeAws, FakeClients, boto3
+
+
+@dataclass
+class Execution:
+    arn: str
+    status: str
+    output: Any
+    error: str | None
+    cause: str
+    history: list[dict[str, Any]]
+
+    @property
+    def states_entered(self) -> list[str]:
+        return [e["stateEnteredEventDetails"]["name"] for e in self.history if e["type"].endswith("StateEntered")]
+
+    @property
+    def transitions(self) -> int:
+        """State transitions as Step Functions bills them: every state entered, every retry.
+
+        A retry is a TaskScheduled event that does not follow its state's TaskStateEntered (it
+        follows the failure it retries), by previousEventId: concurrent Map iterations interleave
+        their events, so the order of the history alone does not say which task was retried.
+        """
+        by_id = {event["id"]: event for event in self.history}
+        entered = sum(1 for e in self.history if e["type"].endswith("StateEntered"))
+        retries = sum(
+            1
+            for e in self.history
+            if e["type"] == "TaskScheduled" and by_id.get(e.get("previousEventId"), {}).get("type") != "TaskStateEntered"
+        )
+        return entered + retries
+
+
+class Interpreter:
+    """moto's Step Functions engine, patched (see interpreter.py), answering AWS calls from fakes."""
+
+    def __init__(self) -> None:
+        self.clients = FakeClients()
+        self._lock = threading.Lock()
+        self._machines: dict[str, str] = {}
+        self.sfn: Any = None
+
+    @property
+    def fake(self) -> FakeAws:
+        return self.clients.fake
+
+    def reset(self, fake: FakeAws | None = None) -> FakeAws:
+        self.clients.fake = fake or FakeAws()
+        interpreter.CLOCK.reset()
+        return self.clients.fake
+
+    def machine(self, definition: dict[str, Any], name: str) -> str:
+        body = json.dumps(definition)
+        key = f"{name}:{hash(body)}"
+        with self._lock:
+            if key not in self._machines:
+                self._machines[key] = self.sfn.create_state_machine(
+                    name=f"{name}-{len(self._machines)}",
+                    definition=body,
+                    roleArn=f"arn:aws:iam::{ACCOUNT}:role/release",
+                )["stateMachineArn"]
+            return self._machines[key]
+
+    def start(self, machine_arn: str, payload: Any, name: str | None = None) -> str:
+        return str(
+            self.sfn.start_execution(stateMachineArn=machine_arn, name=name or uuid.uuid4().hex[:20], input=json.dumps(payload))[
+                "executionArn"
+            ]
+        )
+
+    def wait(self, execution_arn: str, timeout: float = 120.0) -> Execution:
+        deadline = time.monotonic() + timeout
+        while True:
+            description = self.sfn.describe_execution(executionArn=execution_arn)
+            if description["status"] != "RUNNING":
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{execution_arn} still RUNNING after {timeout} s")
+            time.sleep(0.05)  # each poll is a moto API call that competes with the execution for the GIL
+        history: list[dict[str, Any]] = []
+        token = None
+        while True:
+            page = self.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000, **({"nextToken": token} if token else {}))
+            history.extend(page["events"])
+            token = page.get("nextToken")
+            if not token:
+                break
+        output = json.loads(description["output"]) if description.get("output") else None
+        return Execution(
+            arn=execution_arn,
+            status=description["status"],
+            output=output,
+            error=description.get("error"),
+            cause=description.get("cause") or "",
+            history=history,
+        )
+
+    def run(self, machine_arn: str, payload: Any, name: str | None = None) -> Execution:
+        return self.wait(self.start(machine_arn, payload, name))
+
+
+@contextmanager
+def interpreter_session() -> Iterator[Interpreter]:
+    """One moto mock for many executions (the engine runs each execution in a thread)."""
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        session = Interpreter()
+        interpreter.install(session.clients.client)
+        session.sfn = boto3.client("stepfunctions", region_name=REGION)
+        yield session

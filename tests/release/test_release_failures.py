@@ -1,0 +1,252 @@
+"""How the release fails, executed (emulation/): transient AWS errors at every call, the
+migration's bound, exit codes and ECS's reasons, partial deployments, the cleanup of what an
+ended execution left behind."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from emulation.driver import Interpreter
+from emulation.fakes import FakeAws, FakeError, MigrationPlan, RolloutPlan
+from emulation.world import APPS, BY_KEY, MIGRATE_FAMILY, build_world
+from release import contract
+from tests.release.test_release_machine import MUTATING, TAG, assert_lease_free, assert_lease_released, ended, record, untouched_services
+
+# Every AWS call of a release with migration (and the one more a failure needs), the table it
+# writes where it matters, and the error code a throttle or a 5xx has there.
+THROTTLED_CALLS = [
+    ("PutItem", "ThrottlingException", 400),  # the first record
+    ("DescribeServices", "ThrottlingException", 400),
+    ("DescribeImages", "ThrottlingException", 400),
+    ("UpdateItem", "ProvisionedThroughputExceededException", 400),
+    ("DescribeTaskDefinition", "ThrottlingException", 400),
+    ("RegisterTaskDefinition", "ServerException", 500),
+    ("RunTask", "ThrottlingException", 400),
+    ("DescribeTasks", "ThrottlingException", 400),
+    ("UpdateService", "ThrottlingException", 400),
+    ("PutParameter", "ThrottlingException", 400),
+    ("DeleteItem", "InternalServerError", 500),
+]
+
+
+@pytest.fixture
+def fake(sfn: Interpreter) -> FakeAws:
+    return build_world(sfn.reset())
+
+
+@pytest.mark.parametrize("case", THROTTLED_CALLS, ids=[c[0] for c in THROTTLED_CALLS])
+def test_a_throttle_or_5xx_at_any_call_ends_in_success(sfn: Interpreter, machine: str, fake: FakeAws, case: tuple[str, str, int]) -> None:
+    operation, code, status = case
+    fake.fail(operation, code, times=3, status=status)
+    result = sfn.run(machine, {"imageTag": TAG})
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert [c.error for c in fake.calls_of(operation)][:3] == [code] * 3
+    assert len(fake.calls_of("RunTask")) >= 1 and len(fake.tasks) == 1  # a retried RunTask started one task
+    assert len(fake.calls_of("UpdateService")) >= 1
+    assert_lease_free(fake)
+
+
+def test_a_throttled_run_task_whose_first_call_started_the_task_does_not_start_another(
+    sfn: Interpreter, machine: str, fake: FakeAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first RunTask reached ECS (the task started) but its answer was lost: the retry with
+    # the same clientToken gets the same task back.
+    original = fake._ecs_RunTask
+
+    def start_then_fail(**params: Any) -> dict[str, Any]:
+        answer = original(**params)
+        if len(fake.calls_of("RunTask")) == 1:
+            raise FakeError("ServerException", "Service unavailable", 500)
+        return answer
+
+    monkeypatch.setattr(fake, "_ecs_RunTask", start_then_fail)
+    result = sfn.run(machine, {"imageTag": TAG})
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert len(fake.calls_of("RunTask")) == 2 and len(fake.tasks) == 1
+
+
+@pytest.mark.parametrize(
+    ("operation", "expected_prefix"),
+    [("UpdateService", "Ecs."), ("DescribeTasks", "Ecs."), ("PutParameter", "Ssm."), ("UpdateItem", "DynamoDB.")],
+)
+def test_exhausted_retries_keep_the_error_name(sfn: Interpreter, machine: str, fake: FakeAws, operation: str, expected_prefix: str) -> None:
+    code = "ProvisionedThroughputExceededException" if operation == "UpdateItem" else "ThrottlingException"
+    fake.fail(operation, code, times=6)
+    result = sfn.run(machine, {"imageTag": TAG})
+    assert result.status == "FAILED"
+    assert (result.error or "").startswith(expected_prefix) and result.error not in contract.ERROR_NAMES, result.error
+    assert len(fake.calls_of(operation)) == 6  # the call and 5 retries
+    assert record(fake)["error"] == result.error and record(fake)["status"] == "FAILED"
+    if operation == "DescribeTasks":
+        # The release lost sight of the task: it stops it before failing.
+        assert fake.calls_of("StopTask") and "the release stopped the migrate task" in result.cause
+    assert_lease_free(fake)
+
+
+# ---- the migration ----------------------------------------------------------------------------------
+def assert_no_service_touched(fake: FakeAws) -> None:
+    assert not fake.calls_of("UpdateService")
+    assert {c.params["family"] for c in fake.calls_of("RegisterTaskDefinition")} <= {MIGRATE_FAMILY}
+    untouched_services(fake)
+
+
+def test_migration_exit_1_fails_and_touches_no_service(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+    fake.migration = MigrationPlan(exit_code=1)
+    result = sfn.run(machine, {"imageTag": TAG, "services": ["api", "admin"]})
+    assert (result.status, result.error) == ("FAILED", "MigrationFailed")
+    (task_arn,) = fake.tasks
+    assert "exited with code 1" in result.cause and f"migrate/migrate/{task_arn.rsplit('/', 1)[-1]}" in result.cause
+    assert "/ecs/cashsouk-migrate" in result.cause and "Essential container in task exited" in result.cause
+    assert_no_service_touched(fake)
+    migration = record(fake)["migration"]
+    assert (migration["outcome"], migration["exitCode"], migration["taskArn"]) == ("failed", 1, task_arn)
+    assert record(fake)["services"] == {"api": _untouched(), "admin": _untouched()}
+    assert_lease_free(fake)
+
+
+def _untouched() -> dict[str, Any]:
+    return {"outcome": "untouched", "taskDefinition": None, "reason": None}
+
+
+def test_exit_137_carries_ecs_out_of_memory_reason(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+    fake.migration = MigrationPlan(exit_code=137, container_reason="OutOfMemoryError: Container killed due to memory usage")
+    result = sfn.run(machine, {"imageTag": TAG})
+    assert (result.status, result.error) == ("FAILED", "MigrationFailed")
+    assert "exited with code 137" in result.cause and "OutOfMemoryError: Container killed due to memory usage" in result.cause
+    migration = record(fake)["migration"]
+    assert migration["exitCode"] == 137 and "OutOfMemoryError" in migration["reason"]
+
+
+def test_run_task_failures_are_a_migration_failure_naming_the_reason(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+    fake.migration = MigrationPlan(failures=[{"arn": "arn:aws:ecs:x", "reason": "RESOURCE:MEMORY", "detail": "no capacity"}])
+    result = sfn.run(machine, {"imageTag": TAG})
+    assert (result.status, result.error) == ("FAILED", "MigrationFailed")
+    assert result.cause == "ECS did not start the migrate task: RESOURCE:MEMORY (no capacity)"
+    assert record(fake)["migration"]["outcome"] == "failed" and record(fake)["migration"]["reason"] == "RESOURCE:MEMORY (no capacity)"
+    assert_no_service_touched(fake)
+    assert_lease_free(fake)
+
+
+def test_migration_that_never_started_fails_with_the_stop_reason(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+    fake.migration = MigrationPlan(
+        exit_code=None, duration=20, stop_code="TaskFailedToStart", stopped_reason="CannotPullContainerError: pull failed"
+    )
+    result = sfn.run(machine, {"imageTag": TAG})
+    assert (result.status, result.error) == ("FAILED", "MigrationFailed")
+    assert "without an exit code" in result.cause and "CannotPullContainerError" in result.cause and "TaskFailedToStart" in result.cause
+    assert_no_service_touched(fake)
+
+
+def test_migration_timeout_stops_the_task_and_says_so(sfn: Interpreter, short_bounds_machine: str, fake: FakeAws) -> None:
+    fake.migration = MigrationPlan(never_stops=True)
+    result = sfn.run(short_bounds_machine, {"imageTag": TAG})
+    assert (result.status, result.error) == ("FAILED", "MigrationTimedOut")
+    (task_arn,) = fake.tasks
+    (stop,) = fake.calls_of("StopTask")
+    assert stop.params["task"] == task_arn and stop.at - fake.calls_of("RunTask")[0].at == pytest.approx(120, abs=15)
+    assert fake.tasks[task_arn]["stopped"]
+    assert "did not finish within 120 s" in result.cause and "the release stopped the migrate task " + task_arn in result.cause
+    migration = record(fake)["migration"]
+    assert (migration["outcome"], migration["stoppedByRelease"]) == ("timed-out", True)
+    assert_no_service_touched(fake)
+    assert_lease_free(fake)
+
+
+def test_a_migration_the_release_could_not_stop_is_not_called_stopped(sfn: Interpreter, short_bounds_machine: str, fake: FakeAws) -> None:
+    fake.migration = MigrationPlan(never_stops=True)
+    fake.fail("StopTask", "ThrottlingException", times=6)
+    result = sfn.run(short_bounds_machine, {"imageTag": TAG})
+    assert (result.status, result.error) == ("FAILED", "MigrationTimedOut")
+    assert "the release stopped" not in result.cause and "may still be running" in result.cause
+    assert record(fake)["migration"]["stoppedByRelease"] is False
+
+
+# ---- deployments ------------------------------------------------------------------------------------
+def test_a_partial_deploy_says_and_records_what_it_deployed(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+    api, admin = BY_KEY["api"], BY_KEY["admin"]
+    fake.rollouts[admin.service] = RolloutPlan(outcome="FAILED", rollout_seconds=90, reason="tasks failed to start")
+    result = sfn.run(machine, {"imageTag": TAG, "services": ["api", "admin", "landing"], "migrate": False})
+    assert (result.status, result.error) == ("FAILED", "DeploymentFailed")
+    api_revision = fake.latest(api.family)["taskDefinitionArn"]
+    assert result.cause.startswith(f"service {admin.service} (admin) was not deployed: rollout FAILED")
+    assert "tasks failed to start" in result.cause and "rolled the service back" in result.cause
+    assert f"already deployed: api ({api_revision})" in result.cause and "not touched: landing" in result.cause
+    assert [c.params["service"] for c in fake.calls_of("UpdateService")] == [api.service, admin.service]
+    services = record(fake)["services"]
+    assert services["api"] == {"outcome": "deployed", "taskDefinition": api_revision, "reason": None}
+    assert services["admin"]["outcome"] == "failed" and "tasks failed to start" in services["admin"]["reason"]
+    assert services["admin"]["taskDefinition"] == fake.latest(admin.family)["taskDefinitionArn"]
+    assert services["landing"] == _untouched()
+    assert (record(fake)["phase"], record(fake)["status"]) == ("deploy", "FAILED")
+    untouched_services(fake, except_=("api", "admin"))
+    assert_lease_released(fake, result)
+
+
+def test_a_deployment_that_disappears_is_a_deployment_failure(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+    fake.rollouts[BY_KEY["api"].service] = RolloutPlan(outcome="GONE", rollout_seconds=30)
+    result = sfn.run(machine, {"imageTag": TAG, "migrate": False})
+    assert (result.status, result.error) == ("FAILED", "DeploymentFailed")
+    assert "no longer listed" in result.cause and "another deployment replaced it" in result.cause
+    assert "rolled the service back to its previous task definition" not in result.cause
+
+
+def test_a_rollout_slower_than_the_timeout_is_a_deployment_failure(sfn: Interpreter, short_bounds_machine: str, fake: FakeAws) -> None:
+    fake.rollouts[BY_KEY["api"].service] = RolloutPlan(rollout_seconds=3 * 3600)
+    result = sfn.run(short_bounds_machine, {"imageTag": TAG, "migrate": False})
+    assert (result.status, result.error) == ("FAILED", "DeploymentFailed")
+    assert "did not finish within 120 s" in result.cause
+    # One poll every 10 s, the last at the rollout bound; three states per poll.
+    polls = fake.calls_of("DescribeServices")[2:]
+    assert len(polls) == 12 and polls[-1].at - fake.calls_of("UpdateService")[0].at == pytest.approx(120, abs=1)
+    entered = result.states_entered
+    assert [entered.count(s) for s in ("RolloutPollDelay", "WaitForRollout", "RolloutProgress")] == [12] * 3
+
+
+def test_a_service_deleted_before_its_turn_fails_the_release_naming_it(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+    api, admin = BY_KEY["api"], BY_KEY["admin"]
+
+    def delete_admin_after_the_pre_flight_check(f: FakeAws, attempts: int) -> None:
+        f.services.pop(admin.service, None)
+
+    fake.on_put_item = delete_admin_after_the_pre_flight_check
+    result = sfn.run(machine, {"imageTag": TAG, "services": ["api", "admin"], "migrate": False})
+    assert (result.status, result.error) == ("FAILED", "DeploymentFailed")
+    assert f"service {admin.service} (admin) was not deployed: not found" in result.cause and "already deployed: api" in result.cause
+    assert [c.params["service"] for c in fake.calls_of("UpdateService")] == [api.service]
+
+
+# ---- what an aborted or timed-out execution leaves behind --------------------------------------------
+def test_cleanup_stops_a_migration_left_running_frees_the_lease_and_completes_the_record(
+    sfn: Interpreter, machine: str, cleanup: str, fake: FakeAws
+) -> None:
+    # An execution that ended while its migration ran (ABORTED by StopExecution, or TIMED_OUT):
+    # here a release whose migration never stops, stopped from outside mid-run.
+    fake.migration = MigrationPlan(never_stops=True)
+    execution = sfn.start(machine, {"imageTag": TAG})
+    deadline = time.monotonic() + 60
+    while not fake.tasks and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sfn.sfn.stop_execution(executionArn=execution)
+    stopped = sfn.wait(execution)
+    assert stopped.status == "ABORTED"
+    (task_arn,) = fake.tasks
+    assert record(fake)["status"] == "RUNNING" and not fake.tasks[task_arn]["stopped"]
+
+    result = sfn.run(cleanup, ended(stopped, "ABORTED", fake))
+    assert result.status == "SUCCEEDED" and result.output == {
+        "execution": stopped.arn,
+        "released": True,
+        "stoppedTask": task_arn,
+        "recordFound": True,
+    }
+    assert fake.tasks[task_arn]["stopped"] and fake.calls_of("ListTasks")[0].params["startedBy"] == stopped.arn.rsplit(":", 1)[-1]
+    assert_lease_free(fake)
+    completed = record(fake)
+    assert completed["status"] == "ABORTED" and completed["endedAt"] and completed["leaseReleased"] is True
+    assert completed["migration"]["stoppedByRelease"] is True and "ended ABORTED" in completed["migration"]["reason"]
+    assert fake.history[next(iter(fake.history))]["Status"] == {"S": "ABORTED"}
+    assert not MUTATING - {"StopTask", "RegisterTaskDefinition", "RunTask"} & set(fake.operations())
+    assert len(APPS) == 5
