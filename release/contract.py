@@ -70,6 +70,23 @@ MIGRATE_APP: Final = "migrate"  # the migrate image's key among the digests (nev
 MIGRATE_CONTAINER_NAME: Final = "migrate"
 MIGRATE_LOG_STREAM_PREFIX: Final = "migrate"
 
+# ---- the migration runner's exit codes (migrate/runner.py) -------------------------------------
+# The runner is copied into the migrate image alone, so it keeps its own EXIT_* constants;
+# tests/migrate/test_migrate_config.py checks they equal these. The release names each in its cause.
+RUNNER_EXIT_DEADLINE: Final = 6  # the runner's own deadline stopped the command: MigrationTimedOut
+RUNNER_EXIT_MEANINGS: Final[dict[int, str]] = {
+    2: "runner configuration error, nothing ran",
+    3: "database unreachable for the whole connect wait, nothing ran",
+    4: "another migration held the lock for the whole lock wait, nothing ran",
+    5: "lock lost while the command ran: the command was stopped",
+    RUNNER_EXIT_DEADLINE: "the runner's deadline passed: the command was stopped",
+    7: "the database refused the login, nothing ran",
+    70: "internal error of the runner",
+    126: "the migration command is not executable",
+    127: "the migration command was not found",
+    137: "killed (SIGKILL)",
+}
+
 # ---- stack output keys the CLI and CI read ------------------------------------------------------
 OUTPUT_STATE_MACHINE_ARN: Final = "StateMachineArn"
 OUTPUT_LEASE_TABLE_NAME: Final = "LeaseTableName"

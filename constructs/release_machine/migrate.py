@@ -142,6 +142,12 @@ _TASK_CONTAINER = "$migrationTask.Containers[Name = %s]"
 _STOPPED = "$migrationTask.LastStatus = 'STOPPED'"
 
 
+def _meaning(exit_code: str) -> str:
+    """JSONata: ' (what the runner says that exit code means)', or nothing for a code it does not use."""
+    meanings = js({str(code): text for code, text in contract.RUNNER_EXIT_MEANINGS.items()})
+    return "($m := $lookup(" + meanings + ", $string(" + exit_code + ")); $exists($m) ? ' (' & $m & ')' : '')"
+
+
 def _task_reason(container: str) -> str:
     """JSONata: ECS's reasons for the stop: the container's, the stop code, the task's."""
     return (
@@ -256,10 +262,34 @@ def _poll(s: DefinitionSettings, next_state: str) -> dict[str, State]:
                     "Next": next_state,
                 },
                 {
+                    # The runner's own deadline (below this bound) stopped the command: a timeout.
+                    "Condition": expr(
+                        stopped + " and $exists(" + exit_code + ") and " + exit_code + " = " + str(contract.RUNNER_EXIT_DEADLINE)
+                    ),
+                    "Assign": fail_with(
+                        contract.MIGRATION_TIMED_OUT,
+                        "'migration exited with code ' & $string("
+                        + exit_code
+                        + ") & ' (' & "
+                        + js(contract.RUNNER_EXIT_MEANINGS[contract.RUNNER_EXIT_DEADLINE])
+                        + " & ')' & "
+                        + _where(s),
+                        "migrate",
+                        migration="$merge([$migration, {'outcome': 'timed-out', 'exitCode': " + exit_code + ", 'reason': " + reason + "}])",
+                    ),
+                    "Next": FAIL_RELEASE,
+                },
+                {
                     "Condition": expr(stopped),
                     "Assign": fail_with(
                         contract.MIGRATION_FAILED,
-                        "($exists(" + exit_code + ") ? 'migration exited with code ' & $string(" + exit_code + ") : "
+                        "($exists("
+                        + exit_code
+                        + ") ? 'migration exited with code ' & $string("
+                        + exit_code
+                        + ") & "
+                        + _meaning(exit_code)
+                        + " : "
                         "'migration task stopped without an exit code (it never started)') & ': ' & " + reason + " & " + _where(s),
                         "migrate",
                         migration="$merge([$migration, {'outcome': 'failed', 'exitCode': $exists("

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 
+from release import contract
 from tests.migrate.runner_harness import PASSWORD, REPO, RUNNER
 
 GOOD = {
@@ -275,3 +276,12 @@ def test_connect_errors_are_classified(runner_module: ModuleType, message: str, 
     exc = FakeError(message)
     exc.__dict__["sqlstate"] = sqlstate
     assert runner_module.classify_connect_error(exc) == kind
+
+
+def test_runner_exit_codes_are_the_ones_the_release_names(runner_module: ModuleType) -> None:
+    """The state machine explains each runner exit code in its cause (release/contract.py); the
+    runner, copied alone into the image, keeps its own constants: they must agree."""
+    runner_codes = {value for name, value in vars(runner_module).items() if name.startswith("EXIT_")}
+    assert runner_codes == set(contract.RUNNER_EXIT_MEANINGS) - {137}
+    assert runner_module.EXIT_DEADLINE == contract.RUNNER_EXIT_DEADLINE
+    assert runner_module.EXIT_LOCK_LOST == 5

@@ -120,6 +120,27 @@ def test_exit_137_carries_ecs_out_of_memory_reason(sfn: Interpreter, machine: st
     assert migration["exitCode"] == 137 and "OutOfMemoryError" in migration["reason"]
 
 
+def test_lock_lost_exit_is_named_in_the_cause(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+    fake.migration = MigrationPlan(exit_code=5)
+    result = sfn.run(machine, {"imageTag": TAG})
+    assert (result.status, result.error) == ("FAILED", "MigrationFailed")
+    assert "exited with code 5 (lock lost while the command ran: the command was stopped)" in result.cause
+    assert_no_service_touched(fake)
+
+
+def test_runner_deadline_exit_is_a_timeout(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+    """Exit 6: the runner's MIGRATE_DEADLINE_SECONDS (below the release's bound) stopped the command."""
+    fake.migration = MigrationPlan(exit_code=6)
+    result = sfn.run(machine, {"imageTag": TAG})
+    assert (result.status, result.error) == ("FAILED", "MigrationTimedOut")
+    assert "exited with code 6 (the runner's deadline passed: the command was stopped)" in result.cause
+    migration = record(fake)["migration"]
+    assert (migration["outcome"], migration["exitCode"]) == ("timed-out", 6)
+    assert not fake.calls_of("StopTask")  # it had already stopped: nothing left to stop
+    assert_no_service_touched(fake)
+    assert_lease_free(fake)
+
+
 def test_run_task_failures_are_a_migration_failure_naming_the_reason(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
     fake.migration = MigrationPlan(failures=[{"arn": "arn:aws:ecs:x", "reason": "RESOURCE:MEMORY", "detail": "no capacity"}])
     result = sfn.run(machine, {"imageTag": TAG})
