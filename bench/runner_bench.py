@@ -1,6 +1,6 @@
 """Benchmark of the migration runner (migrate/runner.py) against a real, local PostgreSQL.
 
-Starts its own throw-away server (tests/migrate/pgserver.py, the same helper the tests use), then
+Starts its own throw-away server (testbed/pgserver.py, the same helper the tests use), then
 prints plain lines:
 
   runner.overhead.start_to_command_ms     runner process start -> its command starts
@@ -44,11 +44,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as a script: make tests.migrate importable
+if str(REPO) not in sys.path:  # run as a script: make testbed importable
     sys.path.insert(0, str(REPO))
 
-from tests.migrate import pgserver  # noqa: E402
-from tests.migrate.tcp_proxy import TcpProxy  # noqa: E402
+from testbed import pgserver  # noqa: E402
+from testbed.tcp_proxy import TcpProxy  # noqa: E402
 
 RUNNER = REPO / "migrate" / "runner.py"
 ROLE, PASSWORD, DB = "bench", "b@nch:p/w%?# x", "bench"

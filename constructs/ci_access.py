@@ -69,7 +69,9 @@ class CiAccess(Construct):
         deploy_environment: str,
         oidc_provider_arn: str | None,
         state_machine_arn: str,
-        history_table_name: str,
+        history_table_arn: str,
+        data_key_arn: str,
+        service_arns: Sequence[str],
         repositories: Sequence[ecr.IRepository],
         migrate_log_group_name: str,
         stack_names: Sequence[str],
@@ -114,7 +116,9 @@ class CiAccess(Construct):
                     statements=self._deploy_statements(
                         stack,
                         state_machine_arn=state_machine_arn,
-                        history_table_name=history_table_name,
+                        history_table_arn=history_table_arn,
+                        data_key_arn=data_key_arn,
+                        service_arns=service_arns,
                         repositories=repositories,
                         migrate_log_group_name=migrate_log_group_name,
                         stacks=stacks,
@@ -154,7 +158,9 @@ class CiAccess(Construct):
         stack: Stack,
         *,
         state_machine_arn: str,
-        history_table_name: str,
+        history_table_arn: str,
+        data_key_arn: str,
+        service_arns: Sequence[str],
         repositories: Sequence[ecr.IRepository],
         migrate_log_group_name: str,
         stacks: Sequence[str],
@@ -165,13 +171,10 @@ class CiAccess(Construct):
         executions = stack.format_arn(
             service="states", resource="execution", resource_name=f"{machine_name}:*", arn_format=ArnFormat.COLON_RESOURCE_NAME
         )
-        migrate_streams = stack.format_arn(
-            service="logs",
-            resource="log-group",
-            resource_name=f"{migrate_log_group_name}:*",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        migrate_group = stack.format_arn(
+            service="logs", resource="log-group", resource_name=migrate_log_group_name, arn_format=ArnFormat.COLON_RESOURCE_NAME
         )
-        history_table = stack.format_arn(service="dynamodb", resource="table", resource_name=history_table_name)
+        migrate_streams = f"{migrate_group}:*"
         statements = [
             iam.PolicyStatement(
                 sid="PushAndRetagImages",
@@ -183,23 +186,37 @@ class CiAccess(Construct):
                 actions=["states:StartExecution", "states:ListExecutions"],
                 resources=[state_machine_arn],
             ),
-            # Status, error name and cause only: the CLI asks DescribeExecution for METADATA_ONLY,
-            # and this role cannot decrypt the machine's data (no KMS rights) nor read its history.
+            # Status only: the CLI asks DescribeExecution for METADATA_ONLY and reads error, cause
+            # and outcomes from the release record; no history (GetExecutionHistory) at all.
             iam.PolicyStatement(
                 sid="FollowAndStopRelease",
                 actions=["states:DescribeExecution", "states:StopExecution"],
                 resources=[executions],
             ),
-            # The release record (CONTRACT.md): state, phase, error and cause of every execution.
+            # The machine's data key, only through Step Functions (kms:ViaService). AWS does not say
+            # whether StartExecution needs the caller's KMS rights under a customer-managed key
+            # (docs/ci.md, "What CI may read"); with them it works either way, and they open nothing:
+            # this role may call no Step Functions API that returns history or intermediate state.
+            iam.PolicyStatement(
+                sid="StartWithTheReleaseDataKey",
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=[data_key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"states.{stack.region}.amazonaws.com"}},
+            ),
+            # The release record (docs/release.md): state, phase, error and cause of every execution.
             iam.PolicyStatement(
                 sid="ReadReleaseHistory",
                 actions=["dynamodb:GetItem", "dynamodb:Query"],
-                resources=[history_table],
+                resources=[history_table_arn],
             ),
+            # `release plan`: circuit breaker, deployment controller, running task definition ARN.
+            # DescribeServices returns no task definition contents.
+            iam.PolicyStatement(sid="PlanServices", actions=["ecs:DescribeServices"], resources=list(service_arns)),
+            # `release start --wait` follows the migration's log lines (Live Tail, else polling).
             iam.PolicyStatement(
                 sid="ReadMigrateLogs",
-                actions=["logs:FilterLogEvents", "logs:GetLogEvents"],
-                resources=[migrate_streams],
+                actions=["logs:FilterLogEvents", "logs:StartLiveTail"],
+                resources=[migrate_group, migrate_streams],
             ),
             iam.PolicyStatement(sid="ReadStackOutputs", actions=["cloudformation:DescribeStacks"], resources=list(stacks)),
         ]

@@ -17,9 +17,8 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 
 from config import MigrateConfig
 from constructs import Construct
+from release import contract
 
-CONTAINER_NAME = "migrate"
-LOG_STREAM_PREFIX = "migrate"
 TEMPLATE_IMAGE_TAG = "release-renders-this"
 #: Where migrate/Dockerfile puts Amazon RDS's global CA bundle (tests check both agree).
 RDS_CA_BUNDLE_PATH = "/opt/runner/rds-global-bundle.pem"
@@ -100,11 +99,11 @@ class MigrateTask(Construct):
             }
         self.container = self.task_definition.add_container(
             "Migrate",
-            container_name=CONTAINER_NAME,
+            container_name=contract.MIGRATE_CONTAINER_NAME,
             image=ecs.ContainerImage.from_ecr_repository(repository, TEMPLATE_IMAGE_TAG),
             essential=True,
             readonly_root_filesystem=False,
-            logging=ecs.LogDriver.aws_logs(stream_prefix=LOG_STREAM_PREFIX, log_group=self.log_group),
+            logging=ecs.LogDriver.aws_logs(stream_prefix=contract.MIGRATE_LOG_STREAM_PREFIX, log_group=self.log_group),
             environment={
                 # Not secrets: where to connect and what to run. Credentials come from `secrets`.
                 "DB_HOST": database_host,

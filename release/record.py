@@ -35,7 +35,7 @@ def parse_time(value: Any) -> datetime | None:
 
 @dataclass(frozen=True)
 class Record:
-    """One release as the state machine recorded it (the `Summary` document, schema in CONTRACT)."""
+    """One release as the state machine recorded it (the `Summary` document, schema in docs/release.md)."""
 
     data: dict[str, Any]
 

@@ -1,7 +1,7 @@
 """What GitHub Actions may do in one environment: the OIDC provider and the deploy/review roles.
 
 Deploys after the release stack (it names the state machine, the repositories and the migrate
-log group; the release record's table is named from the config). The roles have fixed names (config.github_role_name), so the workflows
+log group, the release record's table and the machine's data key). The roles have fixed names (config.github_role_name), so the workflows
 derive their ARNs from the config; the outputs `DeployRoleArn` and `ReviewRoleArn` show them.
 """
 
@@ -19,12 +19,6 @@ from constructs.ci_access import CiAccess
 from stacks.outputs import export
 
 
-def release_history_table_name(config: EnvironmentConfig) -> str:
-    """The release record's table (CONTRACT.md): named from the config, like the roles, so the
-    deploy role needs no export from the release stack for it."""
-    return f"{config.name_prefix}-{config.env_name}-release-history"
-
-
 class CiStack(Stack):
     def __init__(
         self,
@@ -33,6 +27,8 @@ class CiStack(Stack):
         *,
         config: EnvironmentConfig,
         state_machine_arn: str,
+        history_table_arn: str,
+        data_key_arn: str,
         repositories: Sequence[ecr.IRepository],
         migrate_log_group_name: str,
         lease_table_arn: str | None = None,
@@ -49,7 +45,12 @@ class CiStack(Stack):
             deploy_environment=config.github.deploy_environment,
             oidc_provider_arn=config.github.oidc_provider_arn,
             state_machine_arn=state_machine_arn,
-            history_table_name=release_history_table_name(config),
+            history_table_arn=history_table_arn,
+            data_key_arn=data_key_arn,
+            service_arns=[
+                self.format_arn(service="ecs", resource="service", resource_name=f"{config.cluster_name}/{app.service}")
+                for app in config.apps
+            ],
             repositories=repositories,
             migrate_log_group_name=migrate_log_group_name,
             stack_names=[config.stack_name(unit) for unit in STACK_UNITS],

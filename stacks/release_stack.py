@@ -12,7 +12,7 @@ from aws_cdk import aws_ecr as ecr
 
 from config import EnvironmentConfig
 from constructs import Construct
-from constructs.migrate_task import CONTAINER_NAME, MigrateTask
+from constructs.migrate_task import MigrateTask
 from constructs.release_state_machine import ReleaseSettings, ReleaseStateMachine, ServiceTarget
 from constructs.retention import retention
 from release import contract
@@ -59,7 +59,6 @@ class ReleaseStack(Stack):
                 subnet_ids=data.private_subnet_ids,
                 migrate_security_group_id=data.access.migrate_security_group.security_group_id,
                 migrate_task_family=config.migrate.family,
-                migrate_container_name=CONTAINER_NAME,
                 migrate_repository=repositories["migrate"],
                 migrate_task_role=self.migrate.task_role,
                 migrate_execution_role=self.migrate.execution_role,

@@ -28,8 +28,11 @@ DEPLOY_ACTIONS = {
     "states:StopExecution",
     "dynamodb:Query",
     "dynamodb:GetItem",
-    "logs:GetLogEvents",
     "logs:FilterLogEvents",
+    "logs:StartLiveTail",
+    "ecs:DescribeServices",
+    "kms:GenerateDataKey",
+    "kms:Decrypt",
     "cloudformation:DescribeStacks",
     "ssm:GetParameter",
 }
@@ -38,8 +41,9 @@ FORBIDDEN_ACTIONS = {
     "states:GetExecutionHistory",
     "states:DescribeStateMachine",
     "states:DescribeStateMachineForExecution",
-    "kms:Decrypt",
     "ecs:DescribeTaskDefinition",
+    "ecs:UpdateService",
+    "ecs:RunTask",
     "sts:AssumeRole",
 }
 
@@ -121,8 +125,30 @@ def test_deploy_role_has_exactly_the_release_actions(ci: tuple[CiStack, Template
     statements = _statements(template, _role_key(template, "-github-deploy"))
     actions = [action for s in statements for action in _actions(s)]
     assert all(s["Effect"] == "Allow" for s in statements)
-    assert not [a for a in actions if a.lower().startswith(("ecs:", "iam:", "kms:"))]
+    assert not [a for a in actions if a.lower().startswith("iam:")]
+    assert [a for a in actions if a.startswith("ecs:")] == ["ecs:DescribeServices"]
     assert set(actions) == DEPLOY_ACTIONS | {"ecr:GetAuthorizationToken"}
+
+
+def test_deploy_role_uses_the_machines_key_only_through_step_functions(ci: tuple[CiStack, Template]) -> None:
+    """kms: only on the release machine's data key and only via Step Functions, whose APIs this role
+    may call return no history or intermediate state (docs/ci.md, "What CI may read")."""
+    _, template = ci
+    kms = [s for s in _all_statements(template) if any(a.startswith("kms:") for a in _actions(s))]
+    (statement,) = kms
+    assert sorted(_actions(statement)) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert statement["Condition"] == {"StringEquals": {"kms:ViaService": "states.ap-southeast-5.amazonaws.com"}}
+    (key,) = _resources(statement)
+    assert "Fn::ImportValue" in json.dumps(key) and "DataKey" in json.dumps(key)
+
+
+def test_plan_describes_only_the_configured_services(ci: tuple[CiStack, Template], example: EnvironmentConfig) -> None:
+    _, template = ci
+    by_sid = {s["Sid"]: s for s in _statements(template, _role_key(template, "-github-deploy"))}
+    services = json.dumps(_resources(by_sid["PlanServices"]))
+    assert len(_resources(by_sid["PlanServices"])) == len(example.apps)
+    for app in example.apps:
+        assert f":service/default/{app.service}" in services
 
 
 @pytest.mark.parametrize("action", sorted(FORBIDDEN_ACTIONS))
@@ -146,10 +172,10 @@ def test_no_ci_principal_reads_the_state_machines_logs(ci: tuple[CiStack, Templa
     assert len(machine_logs) == 2  # the release machine's and the lease cleanup's
     for statement in _all_statements(template):
         if any(a.startswith("logs:") for a in _actions(statement)):
-            (resource,) = _resources(statement)
-            text = json.dumps(resource)
-            assert "vendedlogs" not in text and not any(key in text for key in machine_logs)
-            assert text.count("Fn::ImportValue") == 1 and "MigrateLogs" in text
+            for resource in _resources(statement):
+                text = json.dumps(resource)
+                assert "vendedlogs" not in text and not any(key in text for key in machine_logs)
+                assert text.count("Fn::ImportValue") == 1 and "MigrateLogs" in text
 
 
 def test_no_wildcard_action_anywhere(ci: tuple[CiStack, Template]) -> None:
@@ -182,8 +208,9 @@ def test_release_access_is_scoped(ci: tuple[CiStack, Template]) -> None:
     follow = json.dumps(by_sid["FollowAndStopRelease"]["Resource"])
     assert ":execution:" in follow and "Fn::Split" in follow
     assert set(_actions(by_sid["FollowAndStopRelease"])) == {"states:DescribeExecution", "states:StopExecution"}
-    logs_resource = json.dumps(by_sid["ReadMigrateLogs"]["Resource"])
-    assert ":log-group:" in logs_resource and logs_resource.endswith('":*"]]}')
+    group, streams = (json.dumps(r) for r in by_sid["ReadMigrateLogs"]["Resource"])
+    assert ":log-group:" in group and not group.endswith('":*"]]}')  # StartLiveTail names the group
+    assert ":log-group:" in streams and streams.endswith('":*"]]}')
     stacks = json.dumps(by_sid["ReadStackOutputs"]["Resource"])
     for unit in ("data", "images", "release", "ci"):
         assert f":stack/cashsouk-example-{unit}/*" in stacks
@@ -191,13 +218,13 @@ def test_release_access_is_scoped(ci: tuple[CiStack, Template]) -> None:
 
 
 def test_release_record_is_read_from_its_table_only(ci: tuple[CiStack, Template]) -> None:
-    """CONTRACT.md: the CLI reads state, error and cause from `<prefix>-<env>-release-history`."""
+    """docs/release.md: the CLI reads state, error and cause from the release record's table."""
     _, template = ci
     by_sid = {s["Sid"]: s for s in _statements(template, _role_key(template, "-github-deploy"))}
     history = by_sid["ReadReleaseHistory"]
     assert sorted(_actions(history)) == ["dynamodb:GetItem", "dynamodb:Query"]
     (resource,) = _resources(history)
-    assert json.dumps(resource).endswith(':dynamodb:ap-southeast-5:123456789012:table/cashsouk-example-release-history"]]}')
+    assert "Fn::ImportValue" in json.dumps(resource) and "HistoryTable" in json.dumps(resource)
     assert "/index/" not in json.dumps(resource)
 
 

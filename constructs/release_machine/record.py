@@ -1,4 +1,4 @@
-"""Phase "record": the release record (DynamoDB history, CONTRACT.md), the SSM "released" parameter,
+"""Phase "record": the release record (DynamoDB history, docs/release.md), the SSM "released" parameter,
 freeing the lease, and the failure path every phase ends in when something goes wrong.
 
 Variables every phase keeps current (assigned by ValidateInput, then updated):
@@ -39,7 +39,7 @@ DONE = {**ENDED, "phase": "done"}
 
 
 def summary(status: str, ended: bool) -> str:
-    """The whole record (CONTRACT.md's Summary) as a JSONata object; `status` is a JSONata body."""
+    """The whole record (its `Summary`, docs/release.md) as a JSONata object; `status` is a JSONata body."""
     return (
         "$merge([$record, {"
         f"'status': {status}, 'endedAt': {'$endedAt' if ended else 'null'}, 'phase': $phase, "

@@ -2,7 +2,7 @@
 
 moto runs no state machine: a started execution stays RUNNING. `ScriptedReleases` plays the state
 machine's part the CLI can see, one step each time the CLI sleeps between polls (the CLI's `sleep`
-is injected): the release record in the history table (written as CONTRACT.md specifies: phase,
+is injected): the release record in the history table (written as docs/release.md specifies: phase,
 then the outcome), log lines put into a migrate log stream through the Logs API, and at the end
 the execution's status, error and cause set on moto's own execution object, so DescribeExecution,
 ListExecutions and StartExecution see the same state. The execution history is never served: the
@@ -139,7 +139,7 @@ def create_stacks(units: tuple[str, ...] = ("data", "images", "release", "ci")) 
         cfn.create_stack(StackName=name, TemplateBody=_template(resources, outputs).replace("{STACK}", name))
 
 
-# --- the release record, as the state machine writes it (CONTRACT.md) ------------------------------
+# --- the release record, as the state machine writes it (docs/release.md) ---------------------------
 
 
 def iso(when: datetime) -> str:

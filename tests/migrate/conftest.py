@@ -16,7 +16,7 @@ from types import ModuleType
 import pytest
 from psycopg import sql
 
-from tests.migrate import pgserver
+from testbed import pgserver
 from tests.migrate.runner_harness import APP_DB, PASSWORD, ROLE, Result, Runner, load_runner_module
 
 

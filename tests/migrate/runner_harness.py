@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO
 
-from tests.migrate import pgserver
+from testbed import pgserver
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

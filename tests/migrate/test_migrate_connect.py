@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.migrate import pgserver
+from testbed import pgserver
 from tests.migrate.runner_harness import PASSWORD, Result, Runner, advisory_locks
 from tests.migrate.test_migrate_runner import assert_no_secret, sh
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.migrate import pgserver
+from testbed import pgserver
+from testbed.tcp_proxy import TcpProxy
 from tests.migrate.runner_harness import APP_DB, PASSWORD, ROLE, Runner, advisory_locks
-from tests.migrate.tcp_proxy import TcpProxy
 from tests.migrate.test_migrate_runner import wait_until
 
 StartRunner = Callable[..., Runner]

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.migrate import pgserver
+from testbed import pgserver
 from tests.migrate.runner_harness import (
     FAKE_MIGRATE,
     MIGRATIONS,

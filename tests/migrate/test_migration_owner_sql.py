@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg import errors as pg_errors
 
-from tests.migrate import pgserver
+from testbed import pgserver
 from tests.migrate.runner_harness import FAKE_MIGRATE, REPO, Result
 
 DOC = REPO / "docs" / "migrations.md"

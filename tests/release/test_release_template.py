@@ -130,7 +130,7 @@ def test_lease_table_parameter_and_rules(release_stack_template: dict[str, Any])
             "SSESpecification": {"SSEEnabled": True},
         },
     )
-    # The release history (CONTRACT.md): Pk/Sk, on demand, AWS-managed encryption, PITR, no TTL, kept.
+    # The release history (docs/release.md): Pk/Sk, on demand, AWS-managed encryption, PITR, no TTL, kept.
     history = template.find_resources("AWS::DynamoDB::Table", {"Properties": {"TableName": "cashsouk-example-release-history"}})
     ((_, table),) = history.items()
     assert table["Properties"]["KeySchema"] == [{"AttributeName": "Pk", "KeyType": "HASH"}, {"AttributeName": "Sk", "KeyType": "RANGE"}]
