@@ -488,23 +488,34 @@ def _option(args: list[str], name: str) -> list[str]:
     return [args[i + 1] for i, arg in enumerate(args) if arg == name]
 
 
+# The pinned SHA-256 of Amazon RDS's CA bundle, one line of the BUILD_ARGS_MIGRATE secret.
+CA_PIN = "RDS_CA_BUNDLE_SHA256=" + "0" * 64 + "\n"
+
+
 def test_migrate_image_is_built_with_the_runner_for_the_tasks_architecture(tmp_path: Path) -> None:
     """docker/migrate.Dockerfile is migrate/Dockerfile: it COPYs the runner from the named build
     context `runner`, and must be built for the migrate task's CPU architecture with apps/api's
-    Prisma version (docs/migrations.md)."""
-    result, build = _build(tmp_path, "migrate")
+    Prisma version and the pinned RDS CA bundle checksum (docs/migrations.md)."""
+    result, build = _build(tmp_path, "migrate", build_args=CA_PIN)
     assert result.returncode == 0, result.stderr
     assert _option(build, "--platform") == ["linux/arm64"]
     assert _option(build, "--build-context") == ["runner=infra/migrate"]
-    assert _option(build, "--build-arg") == ["PRISMA_VERSION=6.16.2"]
+    assert _option(build, "--build-arg") == ["PRISMA_VERSION=6.16.2", CA_PIN.strip()]
     assert _option(build, "--tag") == [f"123456789012.dkr.ecr.ap-southeast-5.amazonaws.com/migrate-cashsouk:{SHA}"]
     assert build[-1] == "."
 
 
 def test_migrate_prisma_version_from_build_args_wins(tmp_path: Path) -> None:
-    result, build = _build(tmp_path, "migrate", build_args="PRISMA_VERSION=6.19.0\n", prisma="latest")
+    result, build = _build(tmp_path, "migrate", build_args="PRISMA_VERSION=6.19.0\n" + CA_PIN, prisma="latest")
     assert result.returncode == 0, result.stderr
-    assert _option(build, "--build-arg") == ["PRISMA_VERSION=6.19.0"]
+    assert _option(build, "--build-arg") == ["PRISMA_VERSION=6.19.0", CA_PIN.strip()]
+
+
+@pytest.mark.parametrize("build_args", ["", "RDS_CA_BUNDLE_SHA256=\n", "RDS_CA_BUNDLE_SHA256=abc123\n"])
+def test_migrate_build_without_the_rds_ca_pin_fails_saying_what_to_set(tmp_path: Path, build_args: str) -> None:
+    result, build = _build(tmp_path, "migrate", build_args=build_args)
+    assert result.returncode == 1 and build == []
+    assert "RDS_CA_BUNDLE_SHA256" in result.stdout and "BUILD_ARGS_MIGRATE" in result.stdout
 
 
 def test_migrate_build_without_an_exact_prisma_version_fails_saying_what_to_set(tmp_path: Path) -> None:
