@@ -8,14 +8,37 @@ CDK := npx --no-install cdk
 
 .PHONY: setup synth test lint diff deploy bench clean
 
-$(VENV)/.runtime: requirements.txt
-	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+# Python dependencies: hash-pinned locks written by `make lock` from requirements*.txt, installed by
+# uv. uv itself is hash-pinned in requirements-uv.lock and put into the venv by the machine's pip
+# (`pip --python` needs pip >= 22.3; otherwise through a pip inside the venv). Stamps: each install once.
+UV := $(VENV)/bin/uv
+UV_INSTALL := $(UV) pip install --quiet --python $(PYTHON) --require-hashes
+PIP_HASHED := --quiet --disable-pip-version-check --require-hashes --no-deps
+
+$(UV): requirements-uv.lock
+	python3 -m venv --without-pip $(VENV)
+	python3 -m pip --python $(PYTHON) install $(PIP_HASHED) -r requirements-uv.lock 2>/dev/null \
+	  || { python3 -m venv $(VENV) && $(VENV)/bin/pip install $(PIP_HASHED) -r requirements-uv.lock; }
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+$(VENV)/.runtime: requirements.lock $(UV)
+	$(UV_INSTALL) -r requirements.lock
 	touch $@
+
+# The dev lock holds the runtime set too (same versions: it is compiled against requirements.lock).
+$(VENV)/.dev: requirements-dev.lock $(UV)
+	$(UV_INSTALL) -r requirements-dev.lock
+	touch $@ $(VENV)/.runtime
+
+# After editing requirements*.txt or UV_PIN, this one command rewrites every lock.
+.PHONY: lock
+UV_PIN := uv==0.13.8
+UV_COMPILE := $(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
+lock: $(UV)
+	echo "$(UV_PIN)" | $(UV_COMPILE) - -o requirements-uv.lock
+	$(UV_COMPILE) requirements.txt -o requirements.lock
+	$(UV_COMPILE) requirements-dev.txt -c requirements.lock -o requirements-dev.lock
+	grep -E '^(boto3|rich|pydantic|PyYAML)==' requirements.txt | $(UV_COMPILE) - -c requirements.lock -o requirements-cli.lock
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
