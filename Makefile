@@ -5,6 +5,9 @@ PYTHON := $(VENV)/bin/python
 # jsii and the CDK CLI run on the Node 22 pinned in package.json, not the machine's Node.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 CDK := npx --no-install cdk
+# uv installs without compiling bytecode: Python writes each module's .pyc the first time it is
+# imported, which costs only what is used (all of aws_cdk up front would be a minute).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup synth test lint diff deploy bench clean
 
@@ -46,16 +49,24 @@ node_modules/.installed: package.json package-lock.json
 
 setup: $(VENV)/.dev node_modules/.installed
 
-synth: $(VENV)/.runtime node_modules/.installed
+.PHONY: setup-runtime
+setup-runtime: $(VENV)/.runtime node_modules/.installed
+
+synth: setup-runtime
 	$(CDK) synth --quiet -c env=$(ENV)
 
+# mypy runs in parallel only from a cold cache: from a warm one, starting workers costs more than the run.
+MYPY_ARGS := $(if $(wildcard .mypy_cache/*),,--num-workers auto)
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy $(MYPY_ARGS)
 
+# Parallel on every core; each module's tests stay on one worker (--dist loadfile), so a module's
+# fixtures (a PostgreSQL server, the Step Functions emulator) start once per module and worker.
+PYTEST_PARALLEL ?= -n auto --dist loadfile
 test: setup lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(PYTEST_PARALLEL)
 
 diff: $(VENV)/.runtime node_modules/.installed
 	$(CDK) diff -c env=$(ENV)
@@ -69,4 +80,4 @@ bench: setup
 	$(PYTHON) bench/release_bench.py
 
 clean:
-	rm -rf cdk.out .mypy_cache .ruff_cache
+	rm -rf cdk.out .mypy_cache .ruff_cache .synth-cache
