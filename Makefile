@@ -62,9 +62,11 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy $(MYPY_ARGS)
 
-# Parallel on every core; each module's tests stay on one worker (--dist loadfile), so a module's
-# fixtures (a PostgreSQL server, the Step Functions emulator) start once per module and worker.
-PYTEST_PARALLEL ?= -n auto --dist loadfile
+# Parallel on every core. worksteal: emulated releases make test durations very uneven and one
+# module (the release machine's) holds half of the suite's time, so modules are split and an idle
+# worker takes queued tests. Session fixtures (PostgreSQL, the emulator) start once per worker; the
+# synthesis is made once and shared (tests/support.py).
+PYTEST_PARALLEL ?= -n auto --dist worksteal
 test: setup lint
 	$(VENV)/bin/pytest $(PYTEST_PARALLEL)
 
@@ -74,8 +76,9 @@ diff: $(VENV)/.runtime node_modules/.installed
 deploy: $(VENV)/.runtime node_modules/.installed
 	$(CDK) deploy --all -c env=$(ENV) --require-approval broadening
 
+# BENCH_FLAGS=--fresh-clone adds `make synth` and `make test` in a clone of HEAD (minutes: it reinstalls).
 bench: setup
-	$(PYTHON) bench/synth_bench.py
+	$(PYTHON) bench/speed_bench.py $(BENCH_FLAGS)
 	$(PYTHON) bench/runner_bench.py
 	$(PYTHON) bench/release_bench.py
 

@@ -1,8 +1,8 @@
 """The gates a reviewer trusts: cdk-nag (AwsSolutions) and cfn-lint on every synthesized template.
 
 Both read the session's one synthesis. cdk-nag's findings are annotations, which synthesis writes
-into the cloud assembly's manifest (what `cdk synth` fails on); cfn-lint loads its rules once and
-lints every template in one run.
+into the cloud assembly's manifest (what `cdk synth` fails on); cfn-lint loads its rules once per
+region and lints each template with them.
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ import ast
 import importlib.util
 import json
 import tomllib
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aws_cdk import App, Stack, aws_sqs
-from cfnlint.api import ManualArgs, lint_by_config
+from cfnlint.config import ConfigMixIn
+from cfnlint.decode.decode import decode
+from cfnlint.runner import Runner
 
 from stacks import add_cdk_nag
 from tests.support import ROOT, UNITS, Synthesized, session_configs
@@ -84,21 +86,31 @@ def test_wildcard_suppressions_name_what_they_allow(templates: dict[str, dict[st
             assert rule.get("applies_to"), f"{stack_name}/{logical_id}: IAM5 suppressed without applies_to"
 
 
-def _templates_by_region(synthesized: Synthesized) -> dict[str, list[str]]:
-    by_region = defaultdict(list)
-    for config in session_configs():
-        for unit in UNITS:
-            by_region[config.region].append(str(synthesized.outdir / f"{config.stack_name(unit)}.template.json"))
-    return by_region
+STACK_REGIONS = {config.stack_name(unit): config.region for config in session_configs() for unit in UNITS}
 
 
-def test_cfn_lint_finds_no_errors(synthesized: Synthesized) -> None:
-    errors = []
-    for region, paths in _templates_by_region(synthesized).items():
-        assert all(Path(path).is_file() for path in paths), paths
-        matches = lint_by_config(ManualArgs(templates=paths, regions=[region]))
-        errors += [f"{match.filename}: {match}" for match in matches if match.rule.severity == "error"]
-    assert errors == []
+@pytest.fixture(scope="module")
+def cfn_lint_runners() -> dict[str, Runner]:
+    """One cfn-lint runner per region: loading its rules is most of a run, so it happens once."""
+    return {region: Runner(ConfigMixIn(regions=[region])) for region in sorted(set(STACK_REGIONS.values()))}
+
+
+@pytest.mark.parametrize("stack_name", sorted(STACK_REGIONS))
+def test_cfn_lint_finds_no_errors(stack_name: str, synthesized: Synthesized, cfn_lint_runners: dict[str, Runner]) -> None:
+    path = synthesized.outdir / f"{stack_name}.template.json"
+    template, decode_errors = decode(str(path))
+    assert template is not None and not decode_errors, decode_errors
+    matches = cfn_lint_runners[STACK_REGIONS[stack_name]].validate_template(template)
+    assert [str(match) for match in matches if match.rule.severity == "error"] == []
+
+
+def test_cfn_lint_reports_the_errors_of_a_broken_template(synthesized: Synthesized, cfn_lint_runners: dict[str, Runner]) -> None:
+    """The runners above check what they are given: a resource of an unknown type fails."""
+    template, _ = decode(str(synthesized.outdir / f"{synthesized.stack_name('example', 'images')}.template.json"))
+    assert template is not None
+    next(iter(template["Resources"].values()))["Type"] = "AWS::ECR::NoSuchThing"
+    matches = next(iter(cfn_lint_runners.values())).validate_template(template)
+    assert [match for match in matches if match.rule.severity == "error"]
 
 
 PARTLY_ANALYSED = ("aws_cdk", "moto")  # pyproject.toml: mypy skips the modules of these we do not use
