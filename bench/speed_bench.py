@@ -44,13 +44,25 @@ app.synth()
 GOALS = {"synth.app": 1.5, "suite.warm": 15, "suite.cold_after_make_synth": 40}
 
 
-def _timed(command: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None) -> float:
+def _run(command: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.perf_counter()
     result = subprocess.run(command, cwd=cwd, env=env or ENV, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - started
+    return time.perf_counter() - started, result
+
+
+def _timed(command: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None) -> float:
+    seconds, result = _run(command, cwd, env)
     if result.returncode != 0:
         sys.exit(f"bench: {' '.join(command)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return seconds
+
+
+def _pytest_summary(output: str) -> str:
+    """pytest's closing line and its slowest tests (a failed suite is timed all the same, and says so)."""
+    lines = output.splitlines()
+    closing = next((line.strip("= ") for line in reversed(lines) if " passed" in line or " failed" in line), "no pytest summary")
+    slowest = [line for line in lines if line[:1].isdigit() and ("s call" in line or "s setup" in line or "s teardown" in line)][:5]
+    return "\n".join([f"[{closing}]", *(f"    {line}" for line in slowest)])
 
 
 def _synth(app: Path, extra_env: dict[str, str] | None = None) -> float:
@@ -116,8 +128,8 @@ def install_figures(report: Report) -> None:
 
 
 def suite_warm(report: Report) -> None:
-    seconds = _timed([str(ROOT / ".venv" / "bin" / "pytest"), "-q", "-n", "auto", "--dist", "worksteal"])
-    report.line("suite.warm", seconds, "pytest as `make test` runs it; caches as earlier runs left them")
+    seconds, result = _run([str(ROOT / ".venv" / "bin" / "pytest"), "-q", "-n", "auto", "--dist", "worksteal", "--durations=5"])
+    report.line("suite.warm", seconds, f"pytest as `make test` runs it; caches as earlier runs left them {_pytest_summary(result.stdout)}")
 
 
 def fresh_clone(report: Report) -> None:
