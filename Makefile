@@ -62,11 +62,9 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy $(MYPY_ARGS)
 
-# Parallel on every core. worksteal: emulated releases make test durations very uneven and one
-# module (the release machine's) holds half of the suite's time, so modules are split and an idle
-# worker takes queued tests. Session fixtures (PostgreSQL, the emulator) start once per worker; the
-# synthesis is made once and shared (tests/support.py).
-PYTEST_PARALLEL ?= -n auto --dist worksteal
+# Parallel on every core (pytest.ini picks the distribution). Session fixtures (PostgreSQL, the
+# emulator) start once per worker; the synthesis is made once and shared (tests/support.py).
+PYTEST_PARALLEL ?= -n auto
 test: setup lint
 	$(VENV)/bin/pytest $(PYTEST_PARALLEL)
 
