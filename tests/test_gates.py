@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -172,3 +173,20 @@ def test_mypy_analyses_every_module_our_code_imports() -> None:
     assert {"aws_cdk.aws_ec2", "moto"} <= used  # the scan finds what it looks for
     assert _follow_imports("aws_cdk.aws_s3", settings["overrides"]) == "skip"  # and the settings skip the rest
     assert sorted(module for module in used if _follow_imports(module, settings["overrides"]) != "normal") == []
+
+
+def _pins(path: Path) -> set[str]:
+    """`name==version` of every pinned requirement in a requirements file or lock (names normalized)."""
+    pins = set()
+    for line in path.read_text().splitlines():
+        requirement = line.split("#")[0].split(";")[0].strip().rstrip("\\").strip()
+        if "==" in requirement and not requirement.startswith("-"):
+            name, version = requirement.split("==", 1)
+            pins.add(f"{re.sub(r'[-_.]+', '-', name.split('[')[0]).lower()}=={version.strip()}")
+    return pins
+
+
+@pytest.mark.parametrize(("source", "lock"), [("requirements.txt", "requirements.lock"), ("requirements-dev.txt", "requirements-dev.lock")])
+def test_each_lock_holds_every_pin_of_its_requirements(source: str, lock: str) -> None:
+    """The Makefile and CI install the locks: a pin added to requirements*.txt needs `make lock`."""
+    assert sorted(_pins(ROOT / source) - _pins(ROOT / lock)) == [], f"run `make lock`: {lock} is behind {source}"
