@@ -61,10 +61,13 @@ def session_configs() -> list[EnvironmentConfig]:
 def session_app(outdir: Path) -> tuple[App, dict[str, EnvironmentStacks]]:
     """Every session environment in one app, synthesized into `outdir`.
 
-    CDK's built-in template validation is off: it runs the same rules as cfn-lint (W3010, E3xxx …),
-    which test_gates.py runs once over every template; on here it would cost every process seconds.
+    With cdk.json's context (the feature flags), as `cdk synth` passes it, so the tests see the
+    templates that deploy. CDK's built-in template validation is off: it runs the same rules as
+    cfn-lint (W3010, E3xxx …), which test_gates.py runs once over every template; on here it would
+    cost every process seconds.
     """
-    app = App(outdir=str(outdir), builtin_cloud_formation_validation=False)
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    app = App(outdir=str(outdir), context=context, builtin_cloud_formation_validation=False)
     environments = add_environments(app, session_configs())
     app.synth()
     return app, environments
