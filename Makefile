@@ -5,17 +5,43 @@ PYTHON := $(VENV)/bin/python
 # jsii and the CDK CLI run on the Node 22 pinned in package.json, not the machine's Node.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 CDK := npx --no-install cdk
+# uv installs without compiling bytecode: Python writes each module's .pyc the first time it is
+# imported, which costs only what is used (all of aws_cdk up front would be a minute).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup synth test lint diff deploy bench clean drift diff-offline
 
-$(VENV)/.runtime: requirements.txt
-	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+# Python dependencies: hash-pinned locks written by `make lock` from requirements*.txt, installed by
+# uv. uv itself is hash-pinned in requirements-uv.lock and put into the venv by the machine's pip
+# (`pip --python` needs pip >= 22.3; otherwise through a pip inside the venv). Stamps: each install once.
+UV := $(VENV)/bin/uv
+UV_INSTALL := $(UV) pip install --quiet --python $(PYTHON) --require-hashes
+PIP_HASHED := --quiet --disable-pip-version-check --require-hashes --no-deps
+
+$(UV): requirements-uv.lock
+	python3 -m venv --without-pip $(VENV)
+	python3 -m pip --python $(PYTHON) install $(PIP_HASHED) -r requirements-uv.lock 2>/dev/null \
+	  || { python3 -m venv $(VENV) && $(VENV)/bin/pip install $(PIP_HASHED) -r requirements-uv.lock; }
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+$(VENV)/.runtime: requirements.lock $(UV)
+	$(UV_INSTALL) -r requirements.lock
 	touch $@
+
+# The dev lock holds the runtime set too (same versions: it is compiled against requirements.lock).
+$(VENV)/.dev: requirements-dev.lock $(UV)
+	$(UV_INSTALL) -r requirements-dev.lock
+	touch $@ $(VENV)/.runtime
+
+# After editing requirements*.txt or UV_PIN, this one command rewrites every lock.
+.PHONY: lock
+UV_PIN := uv==0.13.8
+UV_COMPILE := $(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
+lock: $(UV)
+	echo "$(UV_PIN)" | $(UV_COMPILE) - -o requirements-uv.lock
+	$(UV_COMPILE) requirements.txt -o requirements.lock
+	$(UV_COMPILE) requirements-dev.txt -c requirements.lock -o requirements-dev.lock
+	grep -E '^(boto3|rich|pydantic|PyYAML)==' requirements.txt | $(UV_COMPILE) - -c requirements.lock -o requirements-cli.lock
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -23,16 +49,24 @@ node_modules/.installed: package.json package-lock.json
 
 setup: $(VENV)/.dev node_modules/.installed
 
-synth: $(VENV)/.runtime node_modules/.installed
+.PHONY: setup-runtime
+setup-runtime: $(VENV)/.runtime node_modules/.installed
+
+synth: setup-runtime
 	$(CDK) synth --quiet -c env=$(ENV)
 
+# mypy runs in parallel only from a cold cache: from a warm one, starting workers costs more than the run.
+MYPY_ARGS := $(if $(wildcard .mypy_cache/*),,--num-workers auto)
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy $(MYPY_ARGS)
 
+# Parallel on every core (pytest.ini picks the distribution). Session fixtures (PostgreSQL, the
+# emulator) start once per worker; the synthesis is made once and shared (tests/support.py).
+PYTEST_PARALLEL ?= -n auto
 test: setup lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(PYTEST_PARALLEL)
 
 diff: $(VENV)/.runtime node_modules/.installed
 	$(CDK) diff -c env=$(ENV)
@@ -60,10 +94,11 @@ diff-offline: $(VENV)/.runtime node_modules/.installed
 	  $(CDK) diff --app cdk.out.offline -e "$$stack" --template "$(TEMPLATE_DIR)/$$stack.template.json" || status=$$?; \
 	done; exit $$status
 
+# BENCH_FLAGS=--fresh-clone adds `make synth` and `make test` in a clone of HEAD (minutes: it reinstalls).
 bench: setup
-	$(PYTHON) bench/synth_bench.py
+	$(PYTHON) bench/speed_bench.py $(BENCH_FLAGS)
 	$(PYTHON) bench/runner_bench.py
 	$(PYTHON) bench/release_bench.py
 
 clean:
-	rm -rf cdk.out cdk.out.offline .mypy_cache .ruff_cache
+	rm -rf cdk.out cdk.out.offline .mypy_cache .ruff_cache .synth-cache

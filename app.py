@@ -14,7 +14,10 @@ from stacks import add_environments
 
 
 def main() -> None:
-    app = App()
+    # CDK's built-in template validation runs cfn-lint's rules (same ids) in WebAssembly: most of a
+    # synth's time, even for an empty stack. cfn-lint runs on every template in `make test` and on
+    # every pull request, so synth skips it; CDK_VALIDATION=true brings it back for one run.
+    app = App(builtin_cloud_formation_validation=os.environ.get("CDK_VALIDATION") == "true")
     env_name = app.node.try_get_context("env") or DEFAULT_ENV
     config_dir = Path(app.node.try_get_context("config_dir") or CONFIG_DIR)
     try:

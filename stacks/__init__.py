@@ -79,6 +79,11 @@ def add_environment(app: App, config: EnvironmentConfig) -> EnvironmentStacks:
 def add_environments(app: App, configs: Sequence[EnvironmentConfig]) -> dict[str, EnvironmentStacks]:
     """Each environment's stacks in `app`, all checked by cdk-nag on every synth."""
     environments = {config.env_name: add_environment(app, config) for config in configs}
+    add_cdk_nag(app)
+    return environments
+
+
+def add_cdk_nag(app: App) -> None:
+    """cdk-nag's AwsSolutions checks on every stack of `app`, run when it synthesizes."""
     # An unsuppressed AwsSolutions finding becomes an error annotation: `cdk synth` fails on it.
     Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
-    return environments

@@ -1,32 +1,23 @@
-"""One synthesis per test session: every environment in one app, shared by all template tests."""
+"""One synthesis per test session, shared by the pytest workers: every environment in one app."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk import App
 
-from stacks import EnvironmentStacks, add_environments
-from tests.support import Synthesized, session_configs
+from stacks import EnvironmentStacks
+from tests.support import Synthesized
 
 
 @pytest.fixture(scope="session")
-def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesized]:
-    outdir = tmp_path_factory.mktemp("cdk.out")
-    app = App(outdir=str(outdir))
-    environments = add_environments(app, session_configs())
-    assembly = app.synth()
-    templates = {stack.stack_name: json.loads(Path(stack.template_full_path).read_text()) for stack in assembly.stacks}
-    yield Synthesized(app=app, outdir=outdir, environments=environments, templates=templates)
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return Synthesized.shared(tmp_path_factory.mktemp("cdk.out"))
 
 
 @pytest.fixture(scope="session")
 def templates(synthesized: Synthesized) -> dict[str, dict[str, Any]]:
-    """Stack name -> synthesized CloudFormation template (as written to cdk.out)."""
+    """Stack name -> synthesized CloudFormation template (as written to the cloud assembly)."""
     return synthesized.templates
 
 
