@@ -208,9 +208,10 @@ def test_release_access_is_scoped(ci: tuple[CiStack, Template]) -> None:
     follow = json.dumps(by_sid["FollowAndStopRelease"]["Resource"])
     assert ":execution:" in follow and "Fn::Split" in follow
     assert set(_actions(by_sid["FollowAndStopRelease"])) == {"states:DescribeExecution", "states:StopExecution"}
-    group, streams = (json.dumps(r) for r in by_sid["ReadMigrateLogs"]["Resource"])
-    assert ":log-group:" in group and not group.endswith('":*"]]}')  # StartLiveTail names the group
-    assert ":log-group:" in streams and streams.endswith('":*"]]}')
+    logs = sorted(json.dumps(r) for r in by_sid["ReadMigrateLogs"]["Resource"])
+    assert all(":log-group:" in arn and "MigrateLogs" in arn for arn in logs)
+    # The group itself (StartLiveTail names it) and its streams (FilterLogEvents).
+    assert sorted(arn.endswith('":*"]]}') for arn in logs) == [False, True]
     stacks = json.dumps(by_sid["ReadStackOutputs"]["Resource"])
     for unit in ("data", "images", "release", "ci"):
         assert f":stack/cashsouk-example-{unit}/*" in stacks

@@ -633,7 +633,8 @@ def test_the_migration_lint_runs_on_the_pull_requests_base_and_its_findings_fail
     diff = workflow["jobs"]["diff"]
     assert diff["steps"][0]["with"]["fetch-depth"] == 0  # the base commit must be there to diff against
     install = next(s for s in diff["steps"] if str(s.get("name", "")).startswith("Install"))
-    assert "squawk-cli==" in install["run"] and "requirements-dev.txt" in install["run"]  # the pinned version
+    assert "make setup" in install["run"]  # the dev lock: squawk hash-pinned with the rest
+    assert re.search(r"^squawk-cli==[0-9.]+ \\$", (REPO / "requirements-dev.lock").read_text(), re.M)
     lint = _step(workflow, "diff", "lint")
     assert lint["env"] == {"BASE_SHA": "${{ github.event.pull_request.base.sha }}"}
     _stub(tmp_path / "bin", "python", tmp_path / "python.log", stdout="### Migration lint (squawk)\n| x |\n", code=1)
