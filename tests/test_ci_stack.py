@@ -16,7 +16,6 @@ from aws_cdk.assertions import Template
 from config import EnvironmentConfig, load_config
 from constructs.ci_access import ECR_PUSH_PULL_ACTIONS, github_subject_for_environment
 from release.environment import load_environment
-from stacks.ci_stack import CiStack
 from tests.support import ROOT, Synthesized
 
 REVIEW_ACTIONS = {"cloudformation:DescribeStacks", "cloudformation:GetTemplate"}
@@ -54,10 +53,10 @@ def example() -> EnvironmentConfig:
 
 
 @pytest.fixture(scope="module")
-def ci(synthesized: Synthesized) -> tuple[CiStack, Template]:
-    """The example environment's ci stack from the session-wide synthesis (tests/conftest.py)."""
-    stack = synthesized.environments["example"].ci
-    return stack, Template.from_stack(stack)
+def ci(synthesized: Synthesized) -> Template:
+    """The example environment's ci stack, read from the session-wide synthesis (tests/conftest.py)
+    without building the constructs again."""
+    return synthesized.template("example", "ci")
 
 
 def _roles(template: Template) -> dict[str, dict[str, Any]]:
@@ -104,8 +103,8 @@ def _all_statements(template: Template) -> list[dict[str, Any]]:
     return [s for key in _roles(template) for s in _statements(template, key)]
 
 
-def test_only_two_roles_no_managed_policies_and_one_policy_for_the_ecr_login(ci: tuple[CiStack, Template]) -> None:
-    _, template = ci
+def test_only_two_roles_no_managed_policies_and_one_policy_for_the_ecr_login(ci: Template) -> None:
+    template = ci
     roles = _roles(template)
     assert sorted(r["Properties"]["RoleName"] for r in roles.values()) == [
         "cashsouk-example-github-deploy",
@@ -120,8 +119,8 @@ def test_only_two_roles_no_managed_policies_and_one_policy_for_the_ecr_login(ci:
     ]
 
 
-def test_deploy_role_has_exactly_the_release_actions(ci: tuple[CiStack, Template]) -> None:
-    _, template = ci
+def test_deploy_role_has_exactly_the_release_actions(ci: Template) -> None:
+    template = ci
     statements = _statements(template, _role_key(template, "-github-deploy"))
     actions = [action for s in statements for action in _actions(s)]
     assert all(s["Effect"] == "Allow" for s in statements)
@@ -130,10 +129,10 @@ def test_deploy_role_has_exactly_the_release_actions(ci: tuple[CiStack, Template
     assert set(actions) == DEPLOY_ACTIONS | {"ecr:GetAuthorizationToken"}
 
 
-def test_deploy_role_uses_the_machines_key_only_through_step_functions(ci: tuple[CiStack, Template]) -> None:
+def test_deploy_role_uses_the_machines_key_only_through_step_functions(ci: Template) -> None:
     """kms: only on the release machine's data key and only via Step Functions, whose APIs this role
     may call return no history or intermediate state (docs/ci.md, "What CI may read")."""
-    _, template = ci
+    template = ci
     kms = [s for s in _all_statements(template) if any(a.startswith("kms:") for a in _actions(s))]
     (statement,) = kms
     assert sorted(_actions(statement)) == ["kms:Decrypt", "kms:GenerateDataKey"]
@@ -142,8 +141,8 @@ def test_deploy_role_uses_the_machines_key_only_through_step_functions(ci: tuple
     assert "Fn::ImportValue" in json.dumps(key) and "DataKey" in json.dumps(key)
 
 
-def test_plan_describes_only_the_configured_services(ci: tuple[CiStack, Template], example: EnvironmentConfig) -> None:
-    _, template = ci
+def test_plan_describes_only_the_configured_services(ci: Template, example: EnvironmentConfig) -> None:
+    template = ci
     by_sid = {s["Sid"]: s for s in _statements(template, _role_key(template, "-github-deploy"))}
     services = json.dumps(_resources(by_sid["PlanServices"]))
     assert len(_resources(by_sid["PlanServices"])) == len(example.apps)
@@ -152,17 +151,17 @@ def test_plan_describes_only_the_configured_services(ci: tuple[CiStack, Template
 
 
 @pytest.mark.parametrize("action", sorted(FORBIDDEN_ACTIONS))
-def test_no_ci_principal_can_read_task_definitions_or_the_machines_data(ci: tuple[CiStack, Template], action: str) -> None:
+def test_no_ci_principal_can_read_task_definitions_or_the_machines_data(ci: Template, action: str) -> None:
     """Issue 9.6: no history, no decryption of the machine's data, no task definitions, no bootstrap roles."""
-    _, template = ci
+    template = ci
     service = action.split(":", maxsplit=1)[0]
     for statement in _all_statements(template):
         for granted in _actions(statement):
             assert granted not in (action, f"{service}:*"), statement
 
 
-def test_no_ci_principal_reads_the_state_machines_logs(ci: tuple[CiStack, Template], synthesized: Synthesized) -> None:
-    _, template = ci
+def test_no_ci_principal_reads_the_state_machines_logs(ci: Template, synthesized: Synthesized) -> None:
+    template = ci
     release = synthesized.template("example", "release")
     machine_logs = [
         key
@@ -178,30 +177,30 @@ def test_no_ci_principal_reads_the_state_machines_logs(ci: tuple[CiStack, Templa
                 assert text.count("Fn::ImportValue") == 1 and "MigrateLogs" in text
 
 
-def test_no_wildcard_action_anywhere(ci: tuple[CiStack, Template]) -> None:
-    _, template = ci
+def test_no_wildcard_action_anywhere(ci: Template) -> None:
+    template = ci
     for statement in _all_statements(template):
         assert not [a for a in _actions(statement) if "*" in a], statement
         assert "NotAction" not in statement and "NotResource" not in statement
 
 
-def test_only_the_ecr_login_has_resource_star(ci: tuple[CiStack, Template]) -> None:
-    _, template = ci
+def test_only_the_ecr_login_has_resource_star(ci: Template) -> None:
+    template = ci
     for statement in _all_statements(template):
         if "*" in _resources(statement):
             assert _actions(statement) == ["ecr:GetAuthorizationToken"] and _resources(statement) == ["*"]
 
 
-def test_images_go_only_to_the_projects_repositories(ci: tuple[CiStack, Template], example: EnvironmentConfig) -> None:
-    _, template = ci
+def test_images_go_only_to_the_projects_repositories(ci: Template, example: EnvironmentConfig) -> None:
+    template = ci
     (push,) = [s for s in _statements(template, _role_key(template, "-github-deploy")) if s.get("Sid") == "PushAndRetagImages"]
     imports = json.dumps(_resources(push))
     assert len(_resources(push)) == len(example.apps) + 1
     assert imports.count("Fn::ImportValue") == len(example.apps) + 1
 
 
-def test_release_access_is_scoped(ci: tuple[CiStack, Template]) -> None:
-    _, template = ci
+def test_release_access_is_scoped(ci: Template) -> None:
+    template = ci
     by_sid = {s["Sid"]: s for s in _statements(template, _role_key(template, "-github-deploy"))}
     assert "Fn::ImportValue" in json.dumps(by_sid["StartRelease"]["Resource"])  # the machine itself, nothing else
     assert set(_actions(by_sid["StartRelease"])) == {"states:StartExecution", "states:ListExecutions"}
@@ -218,9 +217,9 @@ def test_release_access_is_scoped(ci: tuple[CiStack, Template]) -> None:
     assert stacks.count(":stack/") == 4
 
 
-def test_release_record_is_read_from_its_table_only(ci: tuple[CiStack, Template]) -> None:
+def test_release_record_is_read_from_its_table_only(ci: Template) -> None:
     """docs/release.md: the CLI reads state, error and cause from the release record's table."""
-    _, template = ci
+    template = ci
     by_sid = {s["Sid"]: s for s in _statements(template, _role_key(template, "-github-deploy"))}
     history = by_sid["ReadReleaseHistory"]
     assert sorted(_actions(history)) == ["dynamodb:GetItem", "dynamodb:Query"]
@@ -236,11 +235,11 @@ def test_release_record_is_read_from_its_table_only(ci: tuple[CiStack, Template]
         ("-github-review", "repo:Malcan-Technologies/shoraka:pull_request"),
     ],
 )
-def test_trust_is_exactly_one_oidc_subject(ci: tuple[CiStack, Template], suffix: str, subject: str) -> None:
+def test_trust_is_exactly_one_oidc_subject(ci: Template, suffix: str, subject: str) -> None:
     """StringEquals on aud and sub, nothing else: no StringLike, no wildcard admitting another
     workflow, branch or event. The deploy role's subject is the GitHub environment's, which only
     jobs declaring `environment: production` get, and its protection rule admits only main."""
-    _, template = ci
+    template = ci
     (statement,) = _role(template, suffix)["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
     assert statement["Effect"] == "Allow"
@@ -261,8 +260,8 @@ def test_deploy_subject_follows_the_configured_environment(example: EnvironmentC
     assert github_subject_for_environment("o/r", "production") not in {"repo:o/r:ref:refs/heads/main", "repo:o/r:pull_request"}
 
 
-def test_review_role_reads_the_four_templates_and_nothing_else(ci: tuple[CiStack, Template]) -> None:
-    _, template = ci
+def test_review_role_reads_the_four_templates_and_nothing_else(ci: Template) -> None:
+    template = ci
     statements = _statements(template, _role_key(template, "-github-review"))
     (statement,) = statements
     assert set(_actions(statement)) == REVIEW_ACTIONS
@@ -270,8 +269,8 @@ def test_review_role_reads_the_four_templates_and_nothing_else(ci: tuple[CiStack
     assert stacks.count(":stack/") == 4 and "sts" not in stacks and "role/" not in stacks
 
 
-def test_oidc_provider_is_created_and_kept(ci: tuple[CiStack, Template]) -> None:
-    _, template = ci
+def test_oidc_provider_is_created_and_kept(ci: Template) -> None:
+    template = ci
     template.has_resource(
         "AWS::IAM::OIDCProvider",
         {
@@ -294,27 +293,27 @@ def test_an_existing_oidc_provider_is_referenced(synthesized: Synthesized) -> No
         assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Federated"] == arn
 
 
-def test_role_arns_are_exported(ci: tuple[CiStack, Template]) -> None:
-    _, template = ci
+def test_role_arns_are_exported(ci: Template) -> None:
+    template = ci
     outputs = template.find_outputs("*")
     assert outputs["DeployRoleArn"]["Export"] == {"Name": "cashsouk-example-ci-DeployRoleArn"}
     assert outputs["ReviewRoleArn"]["Export"] == {"Name": "cashsouk-example-ci-ReviewRoleArn"}
 
 
-def test_workflows_derive_the_same_role_arns_from_the_config(ci: tuple[CiStack, Template]) -> None:
+def test_workflows_derive_the_same_role_arns_from_the_config(ci: Template) -> None:
     """deploy.yml/pull-request.yml assume `python -m release env`'s role ARNs: they must be these roles."""
-    _, template = ci
+    template = ci
     environment = load_environment("example")
     for kind in ("deploy", "review"):
         name = _role(template, f"-github-{kind}")["Properties"]["RoleName"]
         assert environment.role_arn(kind) == f"arn:aws:iam::123456789012:role/{name}"
 
 
-def test_the_release_job_and_its_credentials_outlast_a_release(ci: tuple[CiStack, Template], synthesized: Synthesized) -> None:
+def test_the_release_job_and_its_credentials_outlast_a_release(ci: Template, synthesized: Synthesized) -> None:
     """deploy.yml follows one execution to its end with one session of the deploy role: the job's
     timeout and the session must both outlast the state machine's own bound, or the job stops
     following (expired credentials, exit 3) while the release goes on."""
-    _, template = ci
+    template = ci
     execution = synthesized.environments["example"].release.release.execution_timeout.to_seconds()
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.yml").read_text())
     job = workflow["jobs"]["release"]

@@ -6,7 +6,6 @@ import json
 
 from aws_cdk.assertions import Match
 
-from stacks import EnvironmentStacks
 from tests.support import Synthesized
 
 NAMES = ["api-cashsouk", "admin-cashsouk", "investor-cashsouk", "issuer-cashsouk", "landing-cashsouk", "cashsouk-migrate"]
@@ -47,7 +46,7 @@ def test_lifecycle_expires_untagged_and_keeps_the_last_releases(synthesized: Syn
         assert selections["any"] == {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 30}
 
 
-def test_repository_uris_are_exported(example: EnvironmentStacks, synthesized: Synthesized) -> None:
+def test_repository_uris_are_exported(synthesized: Synthesized) -> None:
     outputs = synthesized.template("example", "images").find_outputs("*")
     for key in ("Api", "Admin", "Investor", "Issuer", "Landing", "Migrate"):
         assert outputs[f"RepositoryUri{key}"]["Export"] == {"Name": f"cashsouk-example-images-RepositoryUri{key}"}
