@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 
 from testbed import pgserver
-from tests.migrate.runner_harness import APP_DB, PASSWORD, ROLE, Result, Runner, load_runner_module
+from tests.migrate.runner_harness import APP_DB, PASSWORD, ROLE, Result, Runner, load_runner_module, serve_app_database
 
 
 @pytest.fixture(scope="session")
@@ -27,15 +27,7 @@ def runner_module() -> ModuleType:
 
 @pytest.fixture(scope="session")
 def pg() -> Iterator[pgserver.PgServer]:
-    try:
-        server = pgserver.start_server(tls=True)
-    except pgserver.PgUnavailableError as exc:
-        pytest.skip(f"no PostgreSQL server to test against: {exc}")
-    try:
-        server.create_role_and_db(ROLE, PASSWORD, APP_DB)
-        yield server
-    finally:
-        server.stop()
+    yield from serve_app_database()
 
 
 _db_counter = itertools.count(1)

@@ -12,10 +12,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import IO
+
+import pytest
 
 from testbed import pgserver
 
@@ -125,3 +128,17 @@ class Runner:
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
+
+
+def serve_app_database() -> Iterator[pgserver.PgServer]:
+    """A TLS PostgreSQL server with the runner's role and database, stopped afterwards; the test
+    is skipped where no server binaries exist. Fixtures `yield from` it."""
+    try:
+        server = pgserver.start_server(tls=True)
+    except pgserver.PgUnavailableError as exc:
+        pytest.skip(f"no PostgreSQL server to test against: {exc}")
+    try:
+        server.create_role_and_db(ROLE, PASSWORD, APP_DB)
+        yield server
+    finally:
+        server.stop()

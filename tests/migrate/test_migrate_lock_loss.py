@@ -20,7 +20,7 @@ import pytest
 
 from testbed import pgserver
 from testbed.tcp_proxy import TcpProxy
-from tests.migrate.runner_harness import APP_DB, PASSWORD, ROLE, Runner, advisory_locks
+from tests.migrate.runner_harness import APP_DB, Runner, advisory_locks, serve_app_database
 from tests.migrate.test_migrate_runner import wait_until
 
 StartRunner = Callable[..., Runner]
@@ -146,15 +146,7 @@ def test_connection_cut_stops_the_command_before_the_server_frees_the_lock(
 @pytest.fixture(scope="module")
 def own_pg() -> Iterator[pgserver.PgServer]:
     """A server of this module's own: these tests restart and stop it."""
-    try:
-        server = pgserver.start_server(tls=True)
-    except pgserver.PgUnavailableError as exc:
-        pytest.skip(f"no PostgreSQL server to test against: {exc}")
-    try:
-        server.create_role_and_db(ROLE, PASSWORD, APP_DB)
-        yield server
-    finally:
-        server.stop()
+    yield from serve_app_database()
 
 
 @pytest.fixture
