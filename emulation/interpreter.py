@@ -21,6 +21,10 @@ each covered by tests/release/test_release_interpreter.py:
 5. aws-sdk error names. Step Functions names an aws-sdk error "<Service>.<Error>" with the service in
    PascalCase ("Ecs.", "Ecr.", "Ssm."); moto knows the spelling only for DynamoDB and Step Functions.
 
+6. A stopped execution stays stopped. StopExecution ends an execution ABORTED; unpatched, an error
+   raised by the Task that was running when it was stopped overwrites the stop, and the execution
+   ends FAILED through the definition's Catch (a race: it showed as a flaky test).
+
 Two more, for speed only (same behaviour): JSONata expressions are compiled once and evaluated with
 $states and the variables bound as values, and a definition is parsed once (each execution runs a
 deep copy of the parsed program).
@@ -58,7 +62,9 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.eval import states as eval_states
 from moto.stepfunctions.parser.asl.eval import variable_store
+from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
 from moto.stepfunctions.parser.asl.jsonata.jsonata import extract_jsonata_variable_references
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
@@ -273,6 +279,16 @@ def _wait_interval(self: WaitFunction, env: Any, wait_seconds: int) -> None:
 _INSTALLED: dict[str, bool] = {}
 
 
+# ---- patch 6: a stopped execution stays stopped ------------------------------------------------------
+_UNPATCHED_SET_ERROR = Environment.set_error
+
+
+def _set_error_unless_stopped(self: Any, error: Any) -> None:
+    with self._state_mutex:  # reentrant: the unpatched method takes it again
+        if not isinstance(self._program_state, ProgramStopped):
+            _UNPATCHED_SET_ERROR(self, error)
+
+
 def install(client_factory: Callable[[str, str], Any]) -> None:
     """Patch the interpreter (once per process) and route its AWS calls to `client_factory`."""
 
@@ -291,6 +307,7 @@ def install(client_factory: Callable[[str, str], Any]) -> None:
         (variable_store, "encode_jsonata_variable_declarations", _encode_declarations),
         (StateTaskService, "_normalise_parameters", _normalise_parameters),
         (StateTaskService, "_normalise_response", _normalise_response),
+        (Environment, "set_error", _set_error_unless_stopped),
         # Virtual time.
         (retrier_decl, "time", _VirtualTime),
         (state_task_service_callback, "time", _VirtualTime),

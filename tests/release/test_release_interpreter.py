@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
+
+from moto.stepfunctions.parser.asl.eval.environment import Environment
+from moto.stepfunctions.parser.asl.eval.program_state import ProgramError, ProgramRunning, ProgramStopped
 
 from emulation import interpreter
 from emulation.driver import Interpreter
@@ -141,3 +147,20 @@ def test_an_expression_that_returns_nothing_fails_the_state(sfn: Interpreter) ->
     definition = machine({"A": {"Type": "Pass", "Output": "{% $states.input.missing %}", "End": True}}, "A")
     result = sfn.run(sfn.machine(definition, "t"), {})
     assert (result.status, result.error) == ("FAILED", "States.QueryEvaluationError")
+
+
+def test_a_stopped_execution_stays_stopped_when_its_running_task_then_fails(sfn: Interpreter) -> None:
+    """Patch 6: StopExecution ends an execution ABORTED, even if the Task it interrupted then raises."""
+
+    class _Event:
+        def set(self) -> None: ...
+        def clear(self) -> None: ...
+
+    # Environment's own state, without building a whole execution: what set_error reads and writes.
+    env: Any = SimpleNamespace(_state_mutex=threading.RLock(), _frames=[], program_state_event=_Event())
+    env._program_state = ProgramStopped(stop_date=datetime.now(UTC), cause=None, error=None)
+    Environment.set_error(env, {"error": "States.TaskFailed", "cause": "interrupted"})
+    assert isinstance(env._program_state, ProgramStopped)
+    env._program_state = ProgramRunning()  # type: ignore[no-untyped-call]
+    Environment.set_error(env, {"error": "States.TaskFailed", "cause": "a real failure"})
+    assert isinstance(env._program_state, ProgramError)
