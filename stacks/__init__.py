@@ -62,6 +62,7 @@ def add_environment(app: App, config: EnvironmentConfig) -> EnvironmentStacks:
         state_machine_arn=release.release.state_machine.state_machine_arn,
         history_table_arn=release.release.history_table.table_arn,
         data_key_arn=release.release.data_key.key_arn,
+        service_arns=[app.service_arn for app in release.release.definition_settings.apps],
         repositories=list(images.repositories.values()),
         migrate_log_group_name=release.migrate.log_group.log_group_name,
         lease_table_arn=release.release.lease_table.table_arn,

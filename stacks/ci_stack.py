@@ -29,6 +29,7 @@ class CiStack(Stack):
         state_machine_arn: str,
         history_table_arn: str,
         data_key_arn: str,
+        service_arns: Sequence[str],
         repositories: Sequence[ecr.IRepository],
         migrate_log_group_name: str,
         lease_table_arn: str | None = None,
@@ -47,10 +48,7 @@ class CiStack(Stack):
             state_machine_arn=state_machine_arn,
             history_table_arn=history_table_arn,
             data_key_arn=data_key_arn,
-            service_arns=[
-                self.format_arn(service="ecs", resource="service", resource_name=f"{config.cluster_name}/{app.service}")
-                for app in config.apps
-            ],
+            service_arns=service_arns,
             repositories=repositories,
             migrate_log_group_name=migrate_log_group_name,
             stack_names=[config.stack_name(unit) for unit in STACK_UNITS],
