@@ -39,7 +39,9 @@ def url(pg: pgserver.PgServer, user: str, password: str) -> str:
     return f"postgresql://{user}:{quote(password, safe='')}@{pg.host}:{pg.port}/{DB}?sslmode={'require' if pg.tls else 'disable'}"
 
 
-@pytest.fixture(scope="module")
+# Once per worker (the server is per worker): with --dist worksteal a module's tests can run apart
+# in one worker, and a module-scoped fixture would then create the same roles a second time.
+@pytest.fixture(scope="session")
 def prepared(pg: pgserver.PgServer, tmp_path_factory: pytest.TempPathFactory) -> pgserver.PgServer:
     """A database the master user built (as migrations did before), then the doc's SQL run on it."""
     with pg.admin() as admin:
