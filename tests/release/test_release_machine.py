@@ -88,7 +88,7 @@ def test_default_release_migrates_then_deploys_and_records_it(sfn: Interpreter, 
     )
     (run_task,) = fake.calls_of("RunTask")
     name = result.arn.rsplit(":", 1)[-1]
-    assert run_task.params["startedBy"] == name and run_task.params["clientToken"] == name[-64:]
+    assert run_task.params["startedBy"] == name and run_task.params["clientToken"] == name
     assert run_task.params["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "DISABLED"
     api = BY_KEY["api"]
     (update,) = fake.calls_of("UpdateService")
@@ -117,6 +117,10 @@ def test_default_release_migrates_then_deploys_and_records_it(sfn: Interpreter, 
         "exitCode": 0,
         "reason": "stop code EssentialContainerExited; task: Essential container in task exited",
         "taskArn": run_task_arn(fake),
+        "taskDefinition": migrate["taskDefinitionArn"],
+        "logGroup": "/ecs/cashsouk-migrate",
+        "logStream": "migrate/migrate/" + run_task_arn(fake).rsplit("/", 1)[-1],
+        "deadlineAt": summary["migration"]["deadlineAt"],
         "stoppedByRelease": False,
     }
     assert summary["services"] == {

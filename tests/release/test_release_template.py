@@ -257,16 +257,25 @@ def test_only_ecr_not_found_errors_become_image_not_found(definition: dict[str, 
 def test_run_task_is_idempotent_and_names_the_execution(definition: dict[str, Any]) -> None:
     arguments = definition["States"]["RunMigration"]["Arguments"]
     assert arguments["StartedBy"] == "{% $states.context.Execution.Name %}"
-    assert arguments["ClientToken"] == "{% $substring($states.context.Execution.Name, -64) %}"
+    # ValidateInput refuses names ECS would refuse, so both carry the name as it is.
+    assert arguments["ClientToken"] == "{% $states.context.Execution.Name %}"
     assert arguments["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "DISABLED"
 
 
 def test_the_lease_owner_is_checked_right_before_the_migration_and_every_update(definition: dict[str, Any]) -> None:
     states = definition["States"]
-    assert states["ShouldMigrate"]["Choices"][0]["Next"] == "CheckLeaseBeforeMigration"
+    # The migration's check is the state right before RunTask (a redrive can resume into no
+    # unchecked Task but RunTask itself); nothing else leads to RunTask.
+    assert states["RegisterMigrateTaskDefinition"]["Next"] == "CheckLeaseBeforeMigration"
+    assert states["CheckLeaseBeforeMigration"]["Next"] == "RunMigration"
+    assert [n for n, st in states.items() if st.get("Next") == "RunMigration" or "RunMigration" in json.dumps(st.get("Catch", []))] == [
+        "CheckLeaseBeforeMigration"
+    ]
     assert states["NextService"]["Choices"][0]["Next"] == "CheckLeaseBeforeDeploy"
+    holder = "{% $states.context.Execution.Id & '#' & $string(($r := $states.context.Execution.RedriveCount; $exists($r) ? $r : 0)) %}"
     for name in ("CheckLeaseBeforeMigration", "CheckLeaseBeforeDeploy"):
-        assert states[name]["Arguments"]["ConditionExpression"] == "#owner = :me"
+        assert states[name]["Arguments"]["ConditionExpression"] == "Holder = :holder"
+        assert states[name]["Arguments"]["ExpressionAttributeValues"][":holder"] == {"S": holder}
         assert states[name]["Catch"][0]["ErrorEquals"] == ["DynamoDB.ConditionalCheckFailedException"]
         assert states[name]["Catch"][0]["Assign"]["errorName"] == "ReleaseInProgress"
 
