@@ -11,8 +11,9 @@ import pytest
 
 from emulation.driver import Interpreter
 from emulation.fakes import FakeAws, FakeError, MigrationPlan, RolloutPlan
+from emulation.interpreter import CLOCK
 from emulation.world import APPS, BY_KEY, MIGRATE_FAMILY, build_world
-from release import contract
+from release import contract, limits
 from tests.release.test_release_machine import MUTATING, TAG, assert_lease_free, assert_lease_released, ended, record, untouched_services
 
 # Every AWS call of a release with migration (and the one more a failure needs), the table it
@@ -103,6 +104,7 @@ def test_migration_exit_1_fails_and_touches_no_service(sfn: Interpreter, machine
     (task_arn,) = fake.tasks
     assert "exited with code 1" in result.cause and f"migrate/migrate/{task_arn.rsplit('/', 1)[-1]}" in result.cause
     assert "/ecs/cashsouk-migrate" in result.cause and "Essential container in task exited" in result.cause
+    assert "task definition " + fake.latest(MIGRATE_FAMILY)["taskDefinitionArn"] in result.cause and task_arn in result.cause
     assert_no_service_touched(fake)
     migration = record(fake)["migration"]
     assert (migration["outcome"], migration["exitCode"], migration["taskArn"]) == ("failed", 1, task_arn)
@@ -274,3 +276,110 @@ def test_cleanup_stops_a_migration_left_running_frees_the_lease_and_completes_th
     assert fake.history[next(iter(fake.history))]["Status"] == {"S": "ABORTED"}
     assert not MUTATING - {"StopTask", "RegisterTaskDefinition", "RunTask"} & set(fake.operations())
     assert len(APPS) == 5
+
+
+# ---- AWS as it really behaves (issue 14) -------------------------------------------------------------
+# "<Service>.SdkClientException": the SDK inside Step Functions lost the connection mid-request.
+SDK_CLIENT_CALLS = ["DescribeServices", "DescribeImages", "RunTask", "DescribeTasks", "UpdateService", "PutParameter", "PutItem"]
+
+
+@pytest.mark.parametrize("operation", SDK_CLIENT_CALLS)
+def test_a_connection_closed_mid_request_is_retried(sfn: Interpreter, machine: str, fake: FakeAws, operation: str) -> None:
+    fake.fail(operation, "SdkClientException", times=2)
+    result = sfn.run(machine, {"imageTag": TAG})
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert [c.error for c in fake.calls_of(operation)][:2] == ["SdkClientException"] * 2
+    assert len(fake.tasks) == 1
+    assert_lease_free(fake)
+
+
+def test_a_task_ecs_no_longer_returns_is_a_failure_with_its_reason(
+    sfn: Interpreter, machine: str, fake: FakeAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def missing(tasks: list[str], cluster: str | None = None, **_: Any) -> dict[str, Any]:
+        return {"tasks": [], "failures": [{"arn": arn, "reason": "MISSING"} for arn in tasks]}
+
+    fake.migration = MigrationPlan(never_stops=True)
+    monkeypatch.setattr(fake, "_ecs_DescribeTasks", missing)
+    result = sfn.run(machine, {"imageTag": TAG})
+    assert (result.status, result.error) == ("FAILED", "MigrationFailed")
+    assert "ECS no longer returns the migrate task (DescribeTasks: MISSING)" in result.cause
+    # At the first poll, not after the 15-minute bound; nothing to stop.
+    assert len(fake.calls_of("DescribeTasks")) == 1 and not fake.calls_of("StopTask")
+    migration = record(fake)["migration"]
+    assert (migration["outcome"], migration["reason"]) == ("failed", "DescribeTasks: MISSING")
+    assert_no_service_touched(fake)
+    assert_lease_free(fake)
+
+
+def _stops_after(fake: FakeAws, seconds: float | None) -> Any:
+    """StopTask as ECS does it: SIGTERM now, the task STOPPED only `seconds` later (never: None)."""
+
+    def stop(task: str, cluster: str | None = None, reason: str = "", **_: Any) -> dict[str, Any]:
+        entry = fake.tasks[task]
+        entry["description"]["desiredStatus"] = "STOPPED"
+        if seconds is not None:
+            entry["plan"] = MigrationPlan(
+                exit_code=143,
+                duration=CLOCK.now() - entry["startedAt"] + seconds,
+                stop_code="UserInitiated",
+                stopped_reason=reason,
+            )
+        return {"task": fake._describe_task(task)}
+
+    return stop
+
+
+def test_the_lease_is_freed_only_once_the_stopped_migration_is_stopped(
+    sfn: Interpreter, short_bounds_machine: str, fake: FakeAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.migration = MigrationPlan(never_stops=True)
+    monkeypatch.setattr(fake, "_ecs_StopTask", _stops_after(fake, 25))
+    result = sfn.run(short_bounds_machine, {"imageTag": TAG})
+    assert (result.status, result.error) == ("FAILED", "MigrationTimedOut")
+    (task_arn,) = fake.tasks
+    (stop,) = fake.calls_of("StopTask")
+    after_stop = [c for c in fake.calls_of("DescribeTasks") if c.at > stop.at]
+    assert len(after_stop) >= 5  # polled every 5 s until STOPPED (25 s)
+    (delete,) = [c for c in fake.calls_of("DeleteItem") if c.params["TableName"].endswith("-lease")]
+    assert delete.at >= stop.at + 25  # not before the task was STOPPED
+    assert "the release stopped the migrate task " + task_arn + " (STOPPED, exit code 143)" in result.cause
+    migration = record(fake)["migration"]
+    assert (migration["stoppedByRelease"], migration["exitCode"]) == (True, 143)
+    assert_lease_free(fake)
+
+
+def test_a_migration_not_stopped_within_its_stop_timeout_keeps_the_lease(
+    sfn: Interpreter, short_bounds_machine: str, fake: FakeAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.migration = MigrationPlan(never_stops=True)
+    monkeypatch.setattr(fake, "_ecs_StopTask", _stops_after(fake, None))
+    result = sfn.run(short_bounds_machine, {"imageTag": TAG})
+    assert (result.status, result.error) == ("FAILED", "MigrationTimedOut")
+    (stop,) = fake.calls_of("StopTask")
+    # The stop timeout (ECS's default 30 s: the example sets none) + 30 s, polled every 5 s.
+    assert len([c for c in fake.calls_of("DescribeTasks") if c.at > stop.at]) == limits.stop_polls(30) == 12
+    assert "was RUNNING after 60 s (not STOPPED): it may still be running" in result.cause
+    assert "the release stopped" not in result.cause
+    assert fake.lease_items[contract.LEASE_ID]["Owner"]["S"] == result.arn  # kept: the cleanup or its expiry frees it
+    assert not fake.calls_of("DeleteItem")
+    summary = record(fake)
+    assert summary["leaseReleased"] is False and summary["migration"]["stoppedByRelease"] is False
+
+
+def test_a_task_that_ended_on_its_own_as_it_was_stopped_is_not_called_stopped_by_the_release(
+    sfn: Interpreter, short_bounds_machine: str, fake: FakeAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.migration = MigrationPlan(never_stops=True)
+
+    def ended_first(task: str, cluster: str | None = None, reason: str = "", **_: Any) -> dict[str, Any]:
+        fake._stop(task, "EssentialContainerExited", "Essential container in task exited", 0, None)
+        return {"task": fake._describe_task(task)}
+
+    monkeypatch.setattr(fake, "_ecs_StopTask", ended_first)
+    result = sfn.run(short_bounds_machine, {"imageTag": TAG})
+    assert result.error == "MigrationTimedOut"
+    assert "ended on its own before the stop took effect (STOPPED, exit code 0)" in result.cause
+    migration = record(fake)["migration"]
+    assert (migration["stoppedByRelease"], migration["exitCode"]) == (False, 0)
+    assert_lease_free(fake)

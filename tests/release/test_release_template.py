@@ -12,6 +12,7 @@ from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Match, Template
 
+from constructs.release_machine import asl
 from constructs.release_state_machine import ReleaseSettings, ReleaseStateMachine, ServiceTarget
 from emulation.resolve import Resolver, state_machines
 from emulation.world import APPS
@@ -240,6 +241,11 @@ def test_every_aws_call_retries_throttling_and_5xx_with_full_jitter(which: str, 
         expected = {"dynamodb": "DynamoDB.ThrottlingException", "ecs": "Ecs.ThrottlingException", "ecr": "Ecr.ThrottlingException"}
         expected |= {"ssm": "Ssm.ThrottlingException"}
         assert expected[service] in names and ("ServerException" in names or "InternalServerError" in names), name
+        # A connection closed mid-request (the SDK's client-side error) is transient too.
+        assert expected[service].replace("ThrottlingException", "SdkClientException") in names, name
+        # ClientException is also ECS's name for real client errors: only UpdateService (ELB
+        # throttling) may retry it, through asl.ECS_UPDATE_SERVICE_TRANSIENT.
+        assert "ClientException" not in retrier["ErrorEquals"] or name == "UpdateService", name
         assert "States.ALL" not in retrier["ErrorEquals"] and "States.TaskFailed" not in retrier["ErrorEquals"], name
 
 
@@ -432,3 +438,20 @@ def test_event_targets_have_a_dead_letter_queue_and_a_retry_policy(release_stack
         s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
         for s in queue_policy["Properties"]["PolicyDocument"]["Statement"]
     )
+
+
+def test_update_service_retry_names_cover_elb_throttling_reported_as_client_exception() -> None:
+    assert {"Ecs.ClientException", "ECS.ClientException"} <= set(asl.ECS_UPDATE_SERVICE_TRANSIENT)
+    assert set(asl.ECS_TRANSIENT) < set(asl.ECS_UPDATE_SERVICE_TRANSIENT)
+    assert not {n for n in asl.ECS_TRANSIENT if n.endswith(".ClientException")}
+
+
+def test_check_services_describes_one_service_per_call(definition: dict[str, Any]) -> None:
+    check = definition["States"]["CheckServices"]
+    assert check["Type"] == "Map" and check["Items"] == "{% $services %}"
+    (inner,) = check["ItemProcessor"]["States"].values()
+    assert inner["Resource"] == "arn:aws:states:::aws-sdk:ecs:describeServices"
+    assert inner["Arguments"]["Services"] == ["{% $states.input.service %}"] and limits.DESCRIBE_SERVICES_BATCH == 1
+    # Only the problem leaves an iteration (the events never reach the Map's result).
+    assert "$states.result.Services" in inner["Output"]
+    assert any(c["ErrorEquals"] == ["States.ALL"] for c in check["Catch"])
