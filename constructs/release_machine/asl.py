@@ -217,6 +217,18 @@ def fail_with(error_name: str, cause: str, phase: str, **more: str) -> State:
     }
 
 
+def rule_scoped_assigns(states: dict[str, State]) -> dict[str, State]:
+    """Every Choice of `states` without a state-level Assign: its default's Assign moves into a last
+    rule whose Condition is true (same Next). The States Language spec says a chosen rule's Assign
+    replaces the state-level one; AWS's guide says the state-level block "applies regardless of
+    which choice rule matches". With no state-level Assign both readings assign the same."""
+    for state in states.values():
+        if state.get("Type") == "Choice" and "Assign" in state:
+            otherwise = {"Condition": "{% true %}", "Assign": state.pop("Assign"), "Next": state["Default"]}
+            state["Choices"] = [*state["Choices"], otherwise]
+    return states
+
+
 def catch_all(cause_prefix: str, phase: str, *, error_name: str = ERROR, **more: str) -> State:
     """Catch anything left after the retriers: keep the error's own name unless told otherwise."""
     return {

@@ -28,6 +28,7 @@ from constructs.release_machine.asl import (
     fail_with,
     js,
     retry_transient,
+    rule_scoped_assigns,
 )
 from constructs.release_machine.lease import check_lease
 from constructs.release_machine.record import progress_record
@@ -153,6 +154,7 @@ def migrate_phase(s: DefinitionSettings, skip_to: str, next_state: str) -> Phase
         },
         _migrate_grants(s),
     )
+    rule_scoped_assigns(phase.states)
     return phase
 
 

@@ -28,6 +28,7 @@ from constructs.release_machine.asl import (
     expr,
     js,
     retry_transient,
+    rule_scoped_assigns,
 )
 from release import contract
 
@@ -188,7 +189,7 @@ def failure_phase(s: DefinitionSettings) -> Phase:
             "Cause": "{% $errorCause %}",
         },
     }
-    return Phase(states, [])
+    return Phase(rule_scoped_assigns(states), [])
 
 
 def _record_grants(s: DefinitionSettings) -> list[Grant]:

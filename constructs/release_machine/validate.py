@@ -19,6 +19,7 @@ from constructs.release_machine.asl import (
     expr,
     js,
     retry_transient,
+    rule_scoped_assigns,
 )
 from constructs.release_machine.record import put_record
 from release import contract, limits
@@ -165,7 +166,7 @@ def validate_phase(s: DefinitionSettings, next_state: str) -> Phase:
         **_check_services(s, next_state),
     }
     grants = [Grant("CheckAndDeployServices", ("ecs:DescribeServices",), tuple(a.service_arn for a in s.apps))]
-    return Phase(states, grants)
+    return Phase(rule_scoped_assigns(states), grants)
 
 
 def _check_services(s: DefinitionSettings, next_state: str) -> dict[str, State]:

@@ -455,3 +455,19 @@ def test_check_services_describes_one_service_per_call(definition: dict[str, Any
     # Only the problem leaves an iteration (the events never reach the Map's result).
     assert "$states.result.Services" in inner["Output"]
     assert any(c["ErrorEquals"] == ["States.ALL"] for c in check["Catch"])
+
+
+MY_CHOICES = ["ValidateInput", "ServicesReady", "ShouldMigrate", "MigrateContainerFound", "MigrationStarted", "MigrationProgress"]
+MY_CHOICES += ["MigrationStopProgress", "FailRelease"]
+
+
+@pytest.mark.parametrize("name", MY_CHOICES)
+def test_a_choice_assigns_the_same_under_either_reading_of_assign_precedence(definition: dict[str, Any], name: str) -> None:
+    # The States Language spec: a chosen rule's Assign replaces the state-level Assign; AWS's guide:
+    # the state-level block "applies regardless of which choice rule matches". No state-level
+    # Assign: every path assigns only what its own rule says, under either reading.
+    state = definition["States"][name]
+    assert state["Type"] == "Choice" and "Assign" not in state
+    last = state["Choices"][-1]
+    if last["Condition"] == "{% true %}":  # the default's assignments, as a rule
+        assert last["Next"] == state["Default"] and last.get("Assign")
