@@ -462,8 +462,14 @@ def _stop(s: DefinitionSettings) -> dict[str, State]:
                         "migrationMayRun": False,
                         "errorCause": expr("$errorCause & " + ended),
                         "migration": expr(
-                            "$merge([$migration, {'stoppedByRelease': $migrationTask.StopCode = 'UserInitiated', "
-                            "'exitCode': $exists(" + exit_code + ") ? " + exit_code + " : null, 'reason': " + reason + "}])"
+                            "($mine := $migrationTask.StopCode = 'UserInitiated'; $code := $exists("
+                            + exit_code
+                            + ") ? "
+                            + exit_code
+                            + " : null; "
+                            # Exited 0 on its own just as the release gave up: the migration completed.
+                            "$merge([$migration, {'stoppedByRelease': $mine, 'exitCode': $code, 'reason': " + reason + "}, "
+                            "($not($mine) and $code = 0) ? {'outcome': 'succeeded'} : {}]))"
                         ),
                     },
                     "Next": FAIL_RELEASE,

@@ -345,7 +345,7 @@ def test_the_lease_is_freed_only_once_the_stopped_migration_is_stopped(
     assert delete.at >= stop.at + 25  # not before the task was STOPPED
     assert "the release stopped the migrate task " + task_arn + " (STOPPED, exit code 143)" in result.cause
     migration = record(fake)["migration"]
-    assert (migration["stoppedByRelease"], migration["exitCode"]) == (True, 143)
+    assert (migration["stoppedByRelease"], migration["exitCode"], migration["outcome"]) == (True, 143, "timed-out")
     assert_lease_free(fake)
 
 
@@ -381,5 +381,6 @@ def test_a_task_that_ended_on_its_own_as_it_was_stopped_is_not_called_stopped_by
     assert result.error == "MigrationTimedOut"
     assert "ended on its own before the stop took effect (STOPPED, exit code 0)" in result.cause
     migration = record(fake)["migration"]
-    assert (migration["stoppedByRelease"], migration["exitCode"]) == (False, 0)
+    assert (migration["stoppedByRelease"], migration["exitCode"], migration["outcome"]) == (False, 0, "succeeded")
+    assert_no_service_touched(fake)
     assert_lease_free(fake)
