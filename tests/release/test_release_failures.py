@@ -4,6 +4,7 @@ ended execution left behind."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -384,3 +385,29 @@ def test_a_task_that_ended_on_its_own_as_it_was_stopped_is_not_called_stopped_by
     assert (migration["stoppedByRelease"], migration["exitCode"], migration["outcome"]) == (False, 0, "succeeded")
     assert_no_service_touched(fake)
     assert_lease_free(fake)
+
+
+def test_services_with_100_verbose_events_each_are_checked_within_the_task_result_quota(
+    sfn: Interpreter, machine: str, fake: FakeAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every service carries ECS's maximum of 100 events, each about 1 KiB: described together,
+    # five would be about 0.5 MiB, past the 256 KiB task-result quota (States.DataLimitExceeded,
+    # which no Catch handles, in a strict emulator and on AWS). One service per call stays under.
+    original = fake._public_service
+
+    def verbose(service: dict[str, Any]) -> dict[str, Any]:
+        public = original(service)
+        name = public.get("serviceName", "service")
+        public["events"] = [
+            {"id": f"{i:036d}", "createdAt": 1800000000.0 + i, "message": f"(service {name}) " + "x" * (900 - len(name))}
+            for i in range(limits.SERVICE_EVENTS_MAX)
+        ]
+        return public
+
+    monkeypatch.setattr(fake, "_public_service", verbose)
+    apps = [app.key for app in APPS]
+    result = sfn.run(machine, {"imageTag": TAG, "services": apps, "migrate": False})
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert all(len(c.params["services"]) == 1 for c in fake.calls_of("DescribeServices"))
+    one = len(json.dumps(verbose(fake.services[APPS[0].service])))
+    assert one * len(apps) > limits.TASK_RESULT_QUOTA_BYTES > 2 * one
