@@ -4,6 +4,7 @@ ended execution left behind."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 from typing import Any
@@ -284,6 +285,29 @@ def test_cleanup_stops_a_migration_left_running_frees_the_lease_and_completes_th
 SDK_CLIENT_CALLS = ["DescribeServices", "DescribeImages", "RunTask", "DescribeTasks", "UpdateService", "PutParameter", "PutItem"]
 
 
+aws_sdk_task: Any = importlib.import_module(
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk"
+)
+
+
+@pytest.fixture
+def sdk_client_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Step Functions names the SDK's client-side failure "<Service>.SdkClientException"; botocore
+    raises an unmodelled code as a plain ClientError, which the engine would name
+    "<Service>.<Service>Exception". The fake's "SdkClientException" code gets AWS's name."""
+    cls = aws_sdk_task.StateTaskServiceAwsSdk
+    original = cls._normalise_exception_name
+
+    def named(norm_service_name: str, ex: Exception) -> str:
+        response = getattr(ex, "response", {})
+        if response.get("Error", {}).get("Code") == "SdkClientException":
+            return f"{norm_service_name}.SdkClientException"
+        return str(original(norm_service_name, ex))
+
+    monkeypatch.setattr(cls, "_normalise_exception_name", staticmethod(named))
+
+
+@pytest.mark.usefixtures("sdk_client_names")
 @pytest.mark.parametrize("operation", SDK_CLIENT_CALLS)
 def test_a_connection_closed_mid_request_is_retried(sfn: Interpreter, machine: str, fake: FakeAws, operation: str) -> None:
     fake.fail(operation, "SdkClientException", times=2)
