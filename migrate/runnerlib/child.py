@@ -166,7 +166,8 @@ def supervise(proc: subprocess.Popen[bytes], watch: LockWatch, deadline: Deadlin
 
 def run_command(cfg: Config, env: dict[str, str], conn: Conn, deadline: Deadline) -> int:
     """Run the command under the lock watch; returns the runner's exit code."""
-    log(f"running: {shlex.join(cfg.command)}")
+    redact = Redactor([cfg.password or ""])
+    log(redact(f"running: {shlex.join(cfg.command)}".encode()).decode(errors="replace"))
     started = time.monotonic()
     _state.stop_grace = cfg.stop_grace
     _state.phase = "command"
@@ -183,7 +184,7 @@ def run_command(cfg: Config, env: dict[str, str], conn: Conn, deadline: Deadline
     if _state.signum is not None:  # a signal arrived while starting it
         _forward(_state.signum)
     assert proc.stdout is not None
-    pump = threading.Thread(target=_pump, args=(proc.stdout, Redactor([cfg.password or ""])), name="output", daemon=True)
+    pump = threading.Thread(target=_pump, args=(proc.stdout, redact), name="output", daemon=True)
     pump.start()
     watch = LockWatch(conn, cfg.heartbeat_every, cfg.heartbeat_timeout)
     outcome = supervise(proc, watch, deadline)
