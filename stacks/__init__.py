@@ -72,6 +72,9 @@ def add_environment(app: App, config: EnvironmentConfig) -> EnvironmentStacks:
     )
     stacks = EnvironmentStacks(data=data, images=images, release=release, ci=ci)
     for stack in stacks.all:
+        # Every environment's stacks hold or reference data that outlives a mistake (the database,
+        # the release history, the images): deleting one takes a deliberate switch first (docs/ci.md).
+        stack.termination_protection = True
         Tags.of(stack).add("project", config.name_prefix, exclude_resource_types=_UNTAGGABLE)
         Tags.of(stack).add("environment", config.env_name, exclude_resource_types=_UNTAGGABLE)
     return stacks
