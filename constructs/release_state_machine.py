@@ -553,18 +553,30 @@ class ReleaseStateMachine(Construct):
                     )
                 ],
             )
-        for policy, grants in ((self.policy, self.grants), (self.cleanup_policy, self.cleanup_grants)):
+        # Each policy's own reason: the cleanup machine runs no task and registers nothing.
+        reasons = (
+            (
+                self.policy,
+                self.grants,
+                "ecs:RunTask is limited to revisions of the migrate family (each release registers a new one) and to "
+                "the cluster by condition; DescribeTasks/StopTask to tasks in the cluster (ids are not known in advance); "
+                "ecs:TagResource only while registering a task definition or running a task (ecs:CreateAction).",
+            ),
+            (
+                self.cleanup_policy,
+                self.cleanup_grants,
+                "ecs:StopTask on tasks of the cluster (the left migrate task's id is known only at run time), "
+                "with the cluster also pinned by the ecs:cluster condition.",
+            ),
+        )
+        for policy, grants, reason in reasons:
             wildcards = sorted({r for g in grants if g.resources != ("*",) for r in g.resources if "*" in r})
             NagSuppressions.add_resource_suppressions(
                 policy,
                 [
                     NagPackSuppression(
                         id="AwsSolutions-IAM5",
-                        reason=(
-                            "ecs:RunTask is limited to revisions of the migrate family (each release registers a new one) and to "
-                            "the cluster by condition; DescribeTasks/StopTask to tasks in the cluster (ids are not known in advance); "
-                            "ecs:TagResource only while registering a task definition or running a task (ecs:CreateAction)."
-                        ),
+                        reason=reason,
                         applies_to=[f"Resource::{_nag_form(Stack.of(self).resolve(r))}" for r in wildcards],
                     )
                 ],
