@@ -181,8 +181,37 @@ def test_stack_outputs_become_one_uri_per_image(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "no RepositoryUriIssuer output" in missing.stdout
 
 
-def _check_subject_step() -> dict[str, Any]:
-    return next(s for s in _load("deploy.yml")["jobs"]["plan"]["steps"] if str(s.get("name", "")).startswith("Check the OIDC subject"))
+def _check_subject_step(workflow: str = "deploy.yml", job: str = "plan") -> dict[str, Any]:
+    return next(s for s in _load(workflow)["jobs"][job]["steps"] if str(s.get("name", "")).startswith("Check the OIDC subject"))
+
+
+@pytest.mark.parametrize(
+    ("subject", "ok"),
+    [
+        ("repo:o/r:ref:refs/heads/main:job_workflow_ref:o/r/.github/workflows/pr-diff.yml@refs/heads/main", True),
+        ("repo:o/r:ref:refs/heads/main", False),
+        ("repo:o/r:pull_request", False),
+    ],
+)
+def test_the_diff_checks_the_review_roles_subject_before_assuming_it(tmp_path: Path, subject: str, ok: bool) -> None:
+    import base64  # noqa: PLC0415
+
+    payload = base64.urlsafe_b64encode(json.dumps({"sub": subject}).encode()).decode().rstrip("=")
+    _stub(tmp_path / "bin", "curl", tmp_path / "curl.log", stdout=json.dumps({"value": f"h.{payload}.s"}))
+    step = _check_subject_step("pr-diff.yml", "diff")
+    expected = (
+        step["env"]["EXPECTED"].replace("${{ github.repository }}", "o/r").replace("${{ github.event.repository.default_branch }}", "main")
+    )
+    env = {
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "t",
+        "ACTIONS_ID_TOKEN_REQUEST_URL": "https://token.example/?x=1",
+        "EXPECTED": expected,
+    }
+    result = _run_step(step["run"], tmp_path, env)
+    assert (result.returncode == 0) is ok, result.stdout + result.stderr
+    names = [str(s.get("name", "")) for s in _load("pr-diff.yml")["jobs"]["diff"]["steps"]]
+    assert names.index(step["name"]) < names.index("Assume the review role (OIDC; reads the four stacks' templates, nothing else)")
 
 
 @pytest.mark.parametrize(
