@@ -44,7 +44,7 @@ lock: $(UV)
 	grep -E '^(boto3|rich|pydantic|PyYAML)==' requirements.txt | $(UV_COMPILE) - -c requirements.lock -o requirements-cli.lock
 
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error  # no package runs code at install (docs/ci.md)
 	touch $@
 
 setup: $(VENV)/.dev node_modules/.installed

@@ -82,20 +82,23 @@ MIGRATE_LOG_STREAM_PREFIX: Final = "migrate"
 # honours besides its own MIGRATE_DEADLINE_SECONDS (the earlier of the two wins).
 MIGRATE_DEADLINE_AT_ENV: Final = "MIGRATE_DEADLINE_AT"
 
-# ---- the migration runner's exit codes (migrate/runner.py) -------------------------------------
+# ---- the migration runner's exit codes (migrate/runnerlib/exits.py) ---------------------------
 # The runner is copied into the migrate image alone, so it keeps its own EXIT_* constants;
 # tests/migrate/test_migrate_config.py checks they equal these. The release names each in its cause.
-RUNNER_EXIT_DEADLINE: Final = 6  # the runner's own deadline stopped the command: MigrationTimedOut
+# The runner's own codes sit in 80-89; a command's own code in that range reads as 88, so any other
+# code is the command's own (1, 2, 6 … are never "nothing ran").
+RUNNER_EXIT_DEADLINE: Final = 84  # the runner's own deadline stopped the command: MigrationTimedOut
 RUNNER_EXIT_MEANINGS: Final[dict[int, str]] = {
-    2: "runner configuration error, nothing ran",
-    3: "database unreachable for the whole connect wait, nothing ran",
-    4: "another migration held the lock for the whole lock wait, nothing ran",
-    5: "lock lost while the command ran: the command was stopped",
+    80: "runner configuration error, nothing ran",
+    81: "database unreachable for the whole connect wait, nothing ran",
+    82: "another migration held the lock for the whole lock wait, nothing ran",
+    83: "lock lost while the command ran: the command was stopped",
     RUNNER_EXIT_DEADLINE: "the runner's deadline passed: the command was stopped",
-    7: "the database refused the login, nothing ran",
-    70: "internal error of the runner",
-    126: "the migration command is not executable",
-    127: "the migration command was not found",
+    85: "the database refused the login, nothing ran",
+    86: "the migration command is not executable, nothing ran",
+    87: "the migration command was not found, nothing ran",
+    88: "the migration command failed with an exit code in the runner's reserved range 80-89 (its code is in the log)",
+    89: "internal error of the runner",
     137: "killed (SIGKILL)",
 }
 

@@ -128,21 +128,21 @@ def test_exit_137_carries_ecs_out_of_memory_reason(sfn: Interpreter, machine: st
 
 
 def test_lock_lost_exit_is_named_in_the_cause(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
-    fake.migration = MigrationPlan(exit_code=5)
+    fake.migration = MigrationPlan(exit_code=83)
     result = sfn.run(machine, {"imageTag": TAG})
     assert (result.status, result.error) == ("FAILED", "MigrationFailed")
-    assert "exited with code 5 (lock lost while the command ran: the command was stopped)" in result.cause
+    assert "exited with code 83 (lock lost while the command ran: the command was stopped)" in result.cause
     assert_no_service_touched(fake)
 
 
 def test_runner_deadline_exit_is_a_timeout(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
-    """Exit 6: the runner's MIGRATE_DEADLINE_SECONDS (below the release's bound) stopped the command."""
-    fake.migration = MigrationPlan(exit_code=6)
+    """Exit 84: the runner's MIGRATE_DEADLINE_SECONDS (below the release's bound) stopped the command."""
+    fake.migration = MigrationPlan(exit_code=84)
     result = sfn.run(machine, {"imageTag": TAG})
     assert (result.status, result.error) == ("FAILED", "MigrationTimedOut")
-    assert "exited with code 6 (the runner's deadline passed: the command was stopped)" in result.cause
+    assert "exited with code 84 (the runner's deadline passed: the command was stopped)" in result.cause
     migration = record(fake)["migration"]
-    assert (migration["outcome"], migration["exitCode"]) == ("timed-out", 6)
+    assert (migration["outcome"], migration["exitCode"]) == ("timed-out", 84)
     assert not fake.calls_of("StopTask")  # it had already stopped: nothing left to stop
     assert_no_service_touched(fake)
     assert_lease_free(fake)

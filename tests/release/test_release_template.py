@@ -95,7 +95,7 @@ def test_logging_all_with_tracing_and_bounded_time(release_stack_template: dict[
             "StateMachineName": "cashsouk-example-release",
             "StateMachineType": "STANDARD",
             "TracingConfiguration": {"Enabled": True},
-            "LoggingConfiguration": Match.object_like({"Level": "ALL", "IncludeExecutionData": True}),
+            "LoggingConfiguration": Match.object_like({"Level": "ALL", "IncludeExecutionData": False}),
         },
     )
     template.has_resource_properties(
