@@ -21,6 +21,15 @@ each covered by tests/release/test_release_interpreter.py:
 5. aws-sdk error names. Step Functions names an aws-sdk error "<Service>.<Error>" with the service in
    PascalCase ("Ecs.", "Ecr.", "Ssm."); moto knows the spelling only for DynamoDB and Step Functions.
 
+7. Who calls. Each Task's AWS calls are made as its execution's role (the context object's
+   Execution.RoleArn): `current_caller()` tells the fakes, which authorize the call
+   (emulation/authorization.py). moto's own state_credentials (a Task's Credentials field) are
+   not used by the release.
+
+8. States.DataLimitExceeded is terminal. AWS: it is "a terminal error that can't be caught by the
+   States.ALL error type"; unpatched, a States.ALL Retry or Catch catches it. moto already fails a
+   task result or state output of 256 KiB or more with it; the .sync result is checked too.
+
 6. A stopped execution stays stopped. StopExecution ends an execution ABORTED; unpatched, an error
    raised by the Task that was running when it was stopped overwrites the stop, and the execution
    ends FAILED through the definition's Catch (a race: it showed as a flaky test).
@@ -45,6 +54,7 @@ from collections.abc import Callable
 from typing import Any
 
 from moto.stepfunctions.parser.api import EvaluationFailedEventDetails, HistoryEventType
+from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent, FailureEventException
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
@@ -289,6 +299,54 @@ def _set_error_unless_stopped(self: Any, error: Any) -> None:
             _UNPATCHED_SET_ERROR(self, error)
 
 
+# ---- patch 7: who calls --------------------------------------------------------------------------------
+_CALLER = threading.local()
+_UNPATCHED_EVAL_EXECUTION = StateTaskService._eval_execution
+# moto's state machine ARN -> the synthesized machine's ARN (Interpreter.machine registers it).
+MACHINE_ALIASES: dict[str, str] = {}
+
+
+def current_caller() -> tuple[str, str] | None:
+    """(role ARN, state machine ARN) of the Task running in this thread, None outside a Task."""
+    caller: tuple[str, str] | None = getattr(_CALLER, "value", None)
+    return caller
+
+
+def _eval_execution_as_role(self: StateTaskService, env: Any) -> None:
+    context = env.states.context_object.context_object_data
+    machine = str(context.get("StateMachine", {}).get("Id", ""))
+    previous = getattr(_CALLER, "value", None)
+    _CALLER.value = (str(context.get("Execution", {}).get("RoleArn", "")), MACHINE_ALIASES.get(machine, machine))
+    try:
+        _UNPATCHED_EVAL_EXECUTION(self, env)
+    finally:
+        _CALLER.value = previous
+
+
+# ---- patch 8: States.DataLimitExceeded is not caught by States.ALL ---------------------------------
+_UNPATCHED_ERROR_EQUALS = ErrorEqualsDecl._eval_body
+_DATA_LIMIT = StatesErrorName(typ=StatesErrorNameType.StatesStatesDataLimitExceeded)
+_STATES_ALL = StatesErrorName(typ=StatesErrorNameType.StatesALL)
+
+
+def _error_equals(self: ErrorEqualsDecl, env: Any) -> None:
+    if env.stack and env.stack[-1] == _DATA_LIMIT and _STATES_ALL in self.error_names:
+        env.stack.pop()
+        env.stack.append(False)
+        return
+    _UNPATCHED_ERROR_EQUALS(self, env)
+
+
+_UNPATCHED_CALLBACK_AFTER = state_task_service_callback.StateTaskServiceCallback._after_eval_execution
+
+
+def _callback_after_eval_execution(self: Any, env: Any, *args: Any, **kwargs: Any) -> None:
+    """The .sync result (DescribeTasks' task) counts against the quota like any task result."""
+    if self._is_integration_pattern():
+        self._verify_size_quota(env=env, value=env.stack[-1])
+    _UNPATCHED_CALLBACK_AFTER(self, env, *args, **kwargs)
+
+
 def install(client_factory: Callable[[str, str], Any]) -> None:
     """Patch the interpreter (once per process) and route its AWS calls to `client_factory`."""
 
@@ -308,6 +366,9 @@ def install(client_factory: Callable[[str, str], Any]) -> None:
         (StateTaskService, "_normalise_parameters", _normalise_parameters),
         (StateTaskService, "_normalise_response", _normalise_response),
         (Environment, "set_error", _set_error_unless_stopped),
+        (StateTaskService, "_eval_execution", _eval_execution_as_role),
+        (ErrorEqualsDecl, "_eval_body", _error_equals),
+        (state_task_service_callback.StateTaskServiceCallback, "_after_eval_execution", _callback_after_eval_execution),
         # Virtual time.
         (retrier_decl, "time", _VirtualTime),
         (state_task_service_callback, "time", _VirtualTime),
