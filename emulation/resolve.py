@@ -79,6 +79,8 @@ class Resolver:
             return f"arn:aws:iam::{ACCOUNT}:role/{name}"
         if kind == "AWS::DynamoDB::Table" and attribute == "Arn":
             return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+        if kind == "AWS::Events::Rule" and attribute == "Arn":
+            return f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{self.value(resource.get('Properties', {}).get('Name', name))}"
         if kind == "AWS::KMS::Key" and attribute == "Arn":
             return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{name}"
         if kind == "AWS::SQS::Queue" and attribute == "Arn":
