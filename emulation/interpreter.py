@@ -30,6 +30,9 @@ each covered by tests/release/test_release_interpreter.py:
    States.ALL error type"; unpatched, a States.ALL Retry or Catch catches it. moto already fails a
    task result or state output of 256 KiB or more with it; the .sync result is checked too.
 
+9. The machine's own TimeoutSeconds on the virtual clock: unpatched, moto waits for it in real
+   seconds (hours for the release), so no execution ever ended TIMED_OUT.
+
 6. A stopped execution stays stopped. StopExecution ends an execution ABORTED; unpatched, an error
    raised by the Task that was running when it was stopped overwrites the stop, and the execution
    ends FAILED through the definition's Catch (a race: it showed as a flaky test).
@@ -61,6 +64,7 @@ from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.common.string.string_expression import StringJSONata
 from moto.stepfunctions.parser.asl.component.intrinsic.jsonata import get_intrinsic_functions_declarations
+from moto.stepfunctions.parser.asl.component.program.program import Program
 from moto.stepfunctions.parser.asl.component.state.exec import execute_state
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_aws_sdk,
@@ -80,6 +84,7 @@ from moto.stepfunctions.parser.asl.jsonata.jsonata import extract_jsonata_variab
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from moto.stepfunctions.parser.backend import execution_worker
+from moto.stepfunctions.parser.utils import TMP_THREADS
 
 # botocore and jsonata-python ship no type information.
 jsonata: Any = importlib.import_module("jsonata")
@@ -347,6 +352,21 @@ def _callback_after_eval_execution(self: Any, env: Any, *args: Any, **kwargs: An
     _UNPATCHED_CALLBACK_AFTER(self, env, *args, **kwargs)
 
 
+# ---- patch 9: the machine's TimeoutSeconds in virtual seconds ----------------------------------------
+def _program_eval(self: Program, env: Any) -> None:
+    timeout = self.timeout_seconds.timeout_seconds if self.timeout_seconds else None
+    env.next_state_name = self.start_at.start_at_name
+    worker = threading.Thread(target=super(Program, self).eval, args=(env,), daemon=True)
+    TMP_THREADS.append(worker)
+    started = CLOCK.now()
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.002)
+        if timeout is not None and worker.is_alive() and CLOCK.now() - started >= timeout:
+            env.set_timed_out()
+            return
+
+
 def install(client_factory: Callable[[str, str], Any]) -> None:
     """Patch the interpreter (once per process) and route its AWS calls to `client_factory`."""
 
@@ -368,6 +388,7 @@ def install(client_factory: Callable[[str, str], Any]) -> None:
         (Environment, "set_error", _set_error_unless_stopped),
         (StateTaskService, "_eval_execution", _eval_execution_as_role),
         (ErrorEqualsDecl, "_eval_body", _error_equals),
+        (Program, "eval", _program_eval),
         (state_task_service_callback.StateTaskServiceCallback, "_after_eval_execution", _callback_after_eval_execution),
         # Virtual time.
         (retrier_decl, "time", _VirtualTime),
