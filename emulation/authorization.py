@@ -76,6 +76,7 @@ class Account:
     machines: dict[str, Machine] = field(default_factory=dict)  # state machine ARN -> machine
     rules: list[Rule] = field(default_factory=list)
     task_definition_roles: dict[str, list[str]] = field(default_factory=dict)  # family -> role ARNs
+    topic_keys: dict[str, str] = field(default_factory=dict)  # topic ARN -> the key that encrypts it
 
     @classmethod
     def from_templates(cls, templates: dict[str, dict[str, Any]], stacks: list[str] | None = None) -> Account:
@@ -86,7 +87,7 @@ class Account:
                 account._add(resolver, logical_id, resource.get("Type", ""), resource.get("Properties", {}))
         return account
 
-    def _add(self, resolver: Resolver, logical_id: str, kind: str, props: dict[str, Any]) -> None:
+    def _add(self, resolver: Resolver, logical_id: str, kind: str, props: dict[str, Any]) -> None:  # noqa: PLR0912 - one branch per resource type
         if kind == "AWS::IAM::Role":
             arn = resolver.get_att(logical_id, "Arn")
             policies = self.identity_policies.setdefault(arn, [])
@@ -109,6 +110,8 @@ class Account:
             key = encryption.get("KmsKeyId") if encryption.get("Type") == "CUSTOMER_MANAGED_KMS_KEY" else None
             arn = resolver.ref(logical_id)
             self.machines[arn] = Machine(arn=arn, role_arn=str(resolver.value(props["RoleArn"])), key_arn=key)
+        elif kind == "AWS::SNS::Topic" and props.get("KmsMasterKeyId"):
+            self.topic_keys[resolver.ref(logical_id)] = str(resolver.value(props["KmsMasterKeyId"]))
         elif kind == "AWS::ECS::TaskDefinition":
             resolved = resolver.value(props)
             roles = [r for r in (resolved.get("TaskRoleArn"), resolved.get("ExecutionRoleArn")) if r]
@@ -197,7 +200,7 @@ class Authorizer:
     def __init__(self, account: Account, evaluator: Evaluator) -> None:
         self.account = account
         self.evaluator = evaluator
-        # Tests remove one statement (by Sid) to prove a grant is needed: role ARN -> Sids left out.
+        # Tests remove statements to prove a grant is needed: role ARN -> Sids (or actions) left out.
         self.revoked: dict[str, set[str]] = {}
         self._cache: dict[tuple[Any, ...], bool] = {}
         self._cache_lock = threading.Lock()
@@ -248,6 +251,13 @@ class Authorizer:
             )
         self.require(principal, rule(params, fake, self.account))
 
+    def run_execution(self, machine_arn: str) -> None:
+        """The machine's own role uses its key for the execution's data (CDK grants it, bound to the
+        machine's ARN as encryption context)."""
+        machine = self.account.machines.get(machine_arn)
+        if machine and machine.key_arn:
+            self.require(machine.role_arn, kms_on_behalf(machine, "Run"), code="KmsAccessDeniedException")
+
     def start_execution(self, principal: str, machine_arn: str) -> None:
         """StartExecution as `principal`, and the KMS calls Step Functions makes on its behalf."""
         self.require(principal, [Request("states:StartExecution", machine_arn)])
@@ -261,7 +271,13 @@ def _without(policy: dict[str, Any], sids: frozenset[str]) -> dict[str, Any]:
         return policy
     statements = policy.get("Statement", [])
     statements = [statements] if isinstance(statements, dict) else statements
-    return {**policy, "Statement": [s for s in statements if s.get("Sid") not in sids]}
+
+    def kept(statement: dict[str, Any]) -> bool:
+        actions = statement.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        return statement.get("Sid") not in sids and not sids & set(actions)
+
+    return {**policy, "Statement": [s for s in statements if kept(s)]}
 
 
 # ---- the KMS calls Step Functions makes on a caller's behalf (docs/release.md, "KMS on the caller's behalf")

@@ -6,7 +6,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +57,8 @@ class Interpreter:
         self._machines: dict[str, str] = {}
         self.sfn: Any = None
         self.migrate_roles: tuple[str, str] | None = None  # the synthesized migrate task definition's roles
+        # Called with the machine's ARN before each execution starts; raises to refuse the start.
+        self.on_start: Callable[[str], None] | None = None
 
     @property
     def fake(self) -> FakeAws:
@@ -86,6 +88,8 @@ class Interpreter:
             return self._machines[key]
 
     def start(self, machine_arn: str, payload: Any, name: str | None = None) -> str:
+        if self.on_start is not None:
+            self.on_start(machine_arn)
         return str(
             self.sfn.start_execution(stateMachineArn=machine_arn, name=name or uuid.uuid4().hex[:20], input=json.dumps(payload))[
                 "executionArn"

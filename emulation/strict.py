@@ -44,6 +44,10 @@ class Strict:
             return
         self.authorizer.authorize_call(caller[0], service, model.name, params, fake)
 
+    def execution_start(self, machine_arn: str) -> None:
+        """Before an execution of a synthesized machine starts: its role may use the data key."""
+        self.authorizer.run_execution(interpreter.MACHINE_ALIASES.get(machine_arn, machine_arn))
+
     @staticmethod
     def validate(service: str, model: Any, params: dict[str, Any], fake: FakeAws) -> None:
         parameters.validate(service, model, params)
@@ -170,6 +174,11 @@ class EventChain:
         """EventBridge publishes as the service, allowed by the topic's policy (and its key's)."""
         context = (("aws:SourceArn", rule.arn), ("aws:SourceAccount", ACCOUNT), ("aws:SecureTransport", "true"))
         self._as_service(Request("sns:Publish", target.arn, context))
+        key = self.strict.account.topic_keys.get(target.arn)
+        if key:  # SNS encrypts the message with the topic's key, for the publisher
+            via = (("kms:ViaService", f"sns.{REGION}.amazonaws.com"), *context)
+            for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+                self._as_service(Request(action, key, via))
 
     def _as_service(self, request: Request) -> None:
         if not self.strict.authorizer.allowed("events.amazonaws.com", request):

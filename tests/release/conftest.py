@@ -60,6 +60,7 @@ def sfn(strict: Strict) -> Iterator[Interpreter]:
     logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
     with interpreter_session() as session:
         session.clients.checks[:] = [strict.authorize, strict.validate]
+        session.on_start = strict.execution_start
         task_role, execution_role = strict.account.task_definition_roles["cashsouk-migrate"]
         session.migrate_roles = (task_role, execution_role)
         yield session

@@ -125,3 +125,11 @@ def _ended(sfn: Interpreter, arn: str) -> dict[str, Any]:
         "detail-type": "Step Functions Execution Status Change",
         "detail": {"executionArn": arn, "name": description["name"], "status": description["status"], "startDate": started},
     }
+
+
+def test_a_machine_whose_role_cannot_use_its_key_does_not_run(sfn: Interpreter, machine: str, fake: FakeAws, revoke: Revoke) -> None:
+    sfn.run(machine, {"imageTag": TAG})  # runs with the grant CDK writes
+    revoke(RELEASE, "kms:GenerateDataKey")
+    with pytest.raises(DeniedError) as denied:
+        sfn.start(machine, {"imageTag": TAG})
+    assert denied.value.code == "KmsAccessDeniedException"
