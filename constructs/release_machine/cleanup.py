@@ -279,11 +279,12 @@ def _record(history_table_name: str) -> dict[str, State]:
         "RecordComplete": {
             "Type": "Choice",
             "Choices": [
-                {"Condition": "{% $record = null %}", "Next": "CleanupOutcome"},
+                {"Condition": "{% $lookupError != null and $record = null %}", "Next": "CleanupIncomplete"},
+                {"Condition": "{% $record = null %}", "Next": "Done"},
                 {
                     "Condition": "{% $record.status = $status and ($record.leaseReleased or $not($leaseFreed)) and $migrationEnd = null "
                     "and $lookupError = null and $count(" + INTERRUPTED + ") = 0 %}",
-                    "Next": "CleanupOutcome",
+                    "Next": "Done",
                 },
             ],
             "Default": "CompleteRecord",
