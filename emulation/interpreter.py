@@ -33,6 +33,9 @@ each covered by tests/release/test_release_interpreter.py:
 9. The machine's own TimeoutSeconds on the virtual clock: unpatched, moto waits for it in real
    seconds (hours for the release), so no execution ever ended TIMED_OUT.
 
+10. The history cap: an execution whose history would pass 25,000 events fails (States.Runtime
+   here: AWS documents the cap, not the error name; config keeps the worst case below it).
+
 6. A stopped execution stays stopped. StopExecution ends an execution ABORTED; unpatched, an error
    raised by the Task that was running when it was stopped overwrites the stop, and the execution
    ends FAILED through the definition's Catch (a race: it showed as a flaky test).
@@ -78,6 +81,7 @@ from moto.stepfunctions.parser.asl.eval import states as eval_states
 from moto.stepfunctions.parser.asl.eval import variable_store
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
 from moto.stepfunctions.parser.asl.jsonata.jsonata import extract_jsonata_variable_references
@@ -367,6 +371,23 @@ def _program_eval(self: Program, env: Any) -> None:
             return
 
 
+# ---- patch 10: the 25,000-event history cap ------------------------------------------------------------
+HISTORY_CAP = 25_000
+_UNPATCHED_ADD_EVENT = EventManager.add_event
+
+
+class HistoryLimitExceededError(RuntimeError):
+    """Raised inside the state that would write event 25,001: the program fails the execution."""
+
+
+def _add_event_within_cap(self: EventManager, *args: Any, **kwargs: Any) -> int:
+    if len(self._history_event_list) >= HISTORY_CAP - 1 and not getattr(self, "_capped", False):
+        setattr(self, "_capped", True)  # noqa: B010 - moto's class has no such field; the ExecutionFailed event still gets written
+        raise HistoryLimitExceededError(f"the execution history reached its cap of {HISTORY_CAP} events")
+    event_id: int = _UNPATCHED_ADD_EVENT(self, *args, **kwargs)
+    return event_id
+
+
 def install(client_factory: Callable[[str, str], Any]) -> None:
     """Patch the interpreter (once per process) and route its AWS calls to `client_factory`."""
 
@@ -389,6 +410,7 @@ def install(client_factory: Callable[[str, str], Any]) -> None:
         (StateTaskService, "_eval_execution", _eval_execution_as_role),
         (ErrorEqualsDecl, "_eval_body", _error_equals),
         (Program, "eval", _program_eval),
+        (EventManager, "add_event", _add_event_within_cap),
         (state_task_service_callback.StateTaskServiceCallback, "_after_eval_execution", _callback_after_eval_execution),
         # Virtual time.
         (retrier_decl, "time", _VirtualTime),

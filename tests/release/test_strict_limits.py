@@ -1,11 +1,14 @@
-"""Step Functions' payload quota in the strict emulator: a task result of 256 KiB or more is
+"""Step Functions' quotas in the strict emulator. The payload quota: a task result of 256 KiB or more is
 States.DataLimitExceeded, which AWS calls "a terminal error that can't be caught by the States.ALL
-error type". Each test inflates one response."""
+error type". The history cap: 25,000 events. Each test inflates one response or one history."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from emulation import interpreter
 from emulation.driver import Interpreter
 from emulation.fakes import FakeAws
 from emulation.world import APPS, build_world
@@ -71,3 +74,21 @@ def test_verbose_service_events_fail_the_release_with_the_uncatchable_error(sfn:
     assert (result.status, result.error) == ("FAILED", "States.DataLimitExceeded"), (result.error, result.cause)
     # The definition's own failure path (States.ALL) never ran: no record says FAILED.
     assert all(r["status"] != "FAILED" for r in fake.records())
+
+
+def test_an_execution_whose_history_passes_the_cap_fails(sfn: Interpreter, monkeypatch: pytest.MonkeyPatch) -> None:
+    # AWS's cap is 25,000 events (interpreter.HISTORY_CAP); a small cap keeps the loop short.
+    monkeypatch.setattr(interpreter, "HISTORY_CAP", 200)
+    definition: dict[str, Any] = {
+        "QueryLanguage": "JSONata",
+        "StartAt": "Start",
+        "States": {
+            "Start": {"Type": "Pass", "Assign": {"n": 0}, "Next": "Count"},
+            "Count": {"Type": "Pass", "Assign": {"n": "{% $n + 1 %}"}, "Next": "More"},
+            "More": {"Type": "Choice", "Choices": [{"Condition": "{% $n < 1000 %}", "Next": "Count"}], "Default": "Done"},
+            "Done": {"Type": "Succeed"},
+        },
+    }
+    result = sfn.run(sfn.machine(definition, "history-cap"), {})
+    assert (result.status, result.error) == ("FAILED", "States.Runtime")
+    assert "cap of 200 events" in result.cause and len(result.history) == 200
