@@ -348,6 +348,29 @@ def _dynamodb(action: str) -> Callable[[dict[str, Any], Any, Account], list[Requ
     return lambda params, fake, account: [Request(f"dynamodb:{action}", _table(params))]
 
 
+def _db(identifier: str) -> str:
+    return identifier if identifier.startswith("arn:") else _arn("rds", f"db:{identifier}")
+
+
+def _snapshot(identifier: str) -> str:
+    return identifier if identifier.startswith("arn:") else _arn("rds", f"snapshot:{identifier}")
+
+
+def _create_snapshot(params: dict[str, Any], fake: Any, account: Account) -> list[Request]:
+    snapshot = _snapshot(params["DBSnapshotIdentifier"])
+    # RDS authorizes CreateDBSnapshot on the instance and on the new snapshot, and tags on creation.
+    requests = [Request("rds:CreateDBSnapshot", _db(params["DBInstanceIdentifier"])), Request("rds:CreateDBSnapshot", snapshot)]
+    if params.get("Tags"):
+        requests.append(Request("rds:AddTagsToResource", snapshot))
+    return requests
+
+
+def _describe_snapshots(params: dict[str, Any], fake: Any, account: Account) -> list[Request]:
+    if params.get("DBSnapshotIdentifier"):
+        return [Request("rds:DescribeDBSnapshots", _snapshot(params["DBSnapshotIdentifier"]))]
+    return [Request("rds:DescribeDBSnapshots", _db(params["DBInstanceIdentifier"]))]
+
+
 RULES: dict[tuple[str, str], Callable[[dict[str, Any], Any, Account], list[Request]]] = {
     ("ecr", "DescribeImages"): lambda p, f, a: [Request("ecr:DescribeImages", _arn("ecr", f"repository/{p['repositoryName']}"))],
     ("ecs", "DescribeTaskDefinition"): lambda p, f, a: [Request("ecs:DescribeTaskDefinition", "*")],
@@ -371,5 +394,12 @@ RULES: dict[tuple[str, str], Callable[[dict[str, Any], Any, Account], list[Reque
     ("dynamodb", "PutItem"): _dynamodb("PutItem"),
     ("dynamodb", "UpdateItem"): _dynamodb("UpdateItem"),
     ("dynamodb", "DeleteItem"): _dynamodb("DeleteItem"),
+    ("dynamodb", "Query"): _dynamodb("Query"),
     ("ssm", "PutParameter"): lambda p, f, a: [Request("ssm:PutParameter", _arn("ssm", "parameter/" + str(p["Name"]).lstrip("/")))],
+    ("ssm", "GetParameter"): lambda p, f, a: [Request("ssm:GetParameter", _arn("ssm", "parameter/" + str(p["Name"]).lstrip("/")))],
+    # Rows ready for a restore point (RDS snapshots); the fakes answer them once they have handlers.
+    ("rds", "DescribeDBInstances"): lambda p, f, a: [Request("rds:DescribeDBInstances", _db(p["DBInstanceIdentifier"]))],
+    ("rds", "CreateDBSnapshot"): _create_snapshot,
+    ("rds", "DescribeDBSnapshots"): _describe_snapshots,
+    ("rds", "DeleteDBSnapshot"): lambda p, f, a: [Request("rds:DeleteDBSnapshot", _snapshot(p["DBSnapshotIdentifier"]))],
 }

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from emulation.authorization import DeniedError, Request, kms_on_behalf
+from emulation.authorization import RULES, DeniedError, Request, kms_on_behalf
 from emulation.driver import Interpreter
 from emulation.fakes import ACCOUNT, REGION, FakeAws, MigrationPlan
 from emulation.strict import Strict
@@ -133,3 +133,38 @@ def test_a_machine_whose_role_cannot_use_its_key_does_not_run(sfn: Interpreter, 
     with pytest.raises(DeniedError) as denied:
         sfn.start(machine, {"imageTag": TAG})
     assert denied.value.code == "KmsAccessDeniedException"
+
+
+SAMPLE_PARAMS: dict[tuple[str, str], dict[str, Any]] = {
+    ("ecr", "DescribeImages"): {"repositoryName": "api-cashsouk"},
+    ("ecs", "DescribeTaskDefinition"): {"taskDefinition": "api-cashsouk"},
+    ("ecs", "RegisterTaskDefinition"): {"family": "api-cashsouk", "taskRoleArn": f"arn:aws:iam::{ACCOUNT}:role/x", "tags": [{"key": "a"}]},
+    ("ecs", "RunTask"): {"cluster": "default", "taskDefinition": "cashsouk-migrate", "tags": [{"key": "a"}]},
+    ("ecs", "DescribeTasks"): {"cluster": "default", "tasks": ["0123"]},
+    ("ecs", "StopTask"): {"cluster": "default", "task": "0123"},
+    ("ecs", "ListTasks"): {"cluster": "default", "startedBy": "x"},
+    ("ecs", "DescribeServices"): {"cluster": "default", "services": ["api-cashsouk-09ff"]},
+    ("ecs", "UpdateService"): {"cluster": "default", "service": "api-cashsouk-09ff"},
+    ("dynamodb", "GetItem"): {"TableName": "t"},
+    ("dynamodb", "PutItem"): {"TableName": "t"},
+    ("dynamodb", "UpdateItem"): {"TableName": "t"},
+    ("dynamodb", "DeleteItem"): {"TableName": "t"},
+    ("dynamodb", "Query"): {"TableName": "t"},
+    ("ssm", "PutParameter"): {"Name": "/a/b"},
+    ("ssm", "GetParameter"): {"Name": "/a/b"},
+    ("rds", "DescribeDBInstances"): {"DBInstanceIdentifier": "cashsouk-db"},
+    ("rds", "CreateDBSnapshot"): {"DBInstanceIdentifier": "cashsouk-db", "DBSnapshotIdentifier": "s1", "Tags": [{"Key": "a"}]},
+    ("rds", "DescribeDBSnapshots"): {"DBSnapshotIdentifier": "s1"},
+    ("rds", "DeleteDBSnapshot"): {"DBSnapshotIdentifier": "s1"},
+}
+
+
+def test_every_authorization_row_is_a_request_the_evaluator_understands(strict: Strict, sfn: Interpreter) -> None:
+    """Each row's action, resource ARN and context keys pass iam-simulate's validation (a wrong
+    ARN shape or action name raises instead of quietly denying)."""
+    assert set(SAMPLE_PARAMS) == set(RULES)
+    fake = build_world(sfn.reset())
+    role = strict.account.machine(RELEASE).role_arn
+    for (service, operation), rule in RULES.items():
+        for request in rule(SAMPLE_PARAMS[(service, operation)], fake, strict.account):
+            strict.authorizer.allowed(role, request)  # raises AssertionError on an evaluator error
