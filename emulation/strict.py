@@ -38,11 +38,12 @@ class Strict:
 
     def authorize(self, service: str, model: Any, params: dict[str, Any], fake: FakeAws) -> None:
         caller = interpreter.current_caller()
-        # Machines the tests build from their own snippets run as a role no template declares: only
-        # the synthesized machines are authorized.
-        if caller is None or caller[0] not in self.account.identity_policies:
+        # Machines the tests build from their own snippets stand for no synthesized machine: only
+        # the synthesized machines are authorized, each as its template's role.
+        machine = self.account.machines.get(caller[1]) if caller else None
+        if machine is None:
             return
-        self.authorizer.authorize_call(caller[0], service, model.name, params, fake)
+        self.authorizer.authorize_call(machine.role_arn, service, model.name, params, fake)
 
     def execution_start(self, machine_arn: str) -> None:
         """Before an execution of a synthesized machine starts: its role may use the data key."""

@@ -168,3 +168,12 @@ def test_every_authorization_row_is_a_request_the_evaluator_understands(strict: 
     for (service, operation), rule in RULES.items():
         for request in rule(SAMPLE_PARAMS[(service, operation)], fake, strict.account):
             strict.authorizer.allowed(role, request)  # raises AssertionError on an evaluator error
+
+
+def test_calls_inside_map_iterations_are_authorized_too(sfn: Interpreter, machine: str, fake: FakeAws, revoke: Revoke) -> None:
+    # Digests are resolved per image in a Map: each iteration's DescribeImages runs as the role.
+    revoke(RELEASE, "ResolveDigests")
+    result = sfn.run(machine, {"imageTag": TAG})
+    assert result.status == "FAILED"
+    assert ("ecr:DescribeImages", "AccessDeniedException") in refused(fake)
+    assert not fake.tasks
