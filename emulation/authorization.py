@@ -187,8 +187,7 @@ class DeniedError(FakeError):
     def __init__(self, code: str, principal: str, request: Request) -> None:
         super().__init__(
             code,
-            f"User: {principal} is not authorized to perform: {request.action} on resource: {request.resource} "
-            "because no identity-based policy allows the action",
+            f"User: {principal} is not authorized to perform: {request.action} on resource: {request.resource}",
         )
         self.principal = principal
         self.request = request

@@ -2,7 +2,8 @@
 
 The interpreter's requests pass botocore's parameter validation (so a read-only field left in a
 RegisterTaskDefinition, or a misspelt argument, fails as it would against AWS); a `before-call`
-hook then answers from these fakes instead of the network. Errors are returned the way AWS
+hook then runs the checks (FakeClients.checks: authorization and the stricter parameter rules,
+emulation/strict.py) and answers from these fakes instead of the network. Errors are returned the way AWS
 returns them, so botocore raises its modeled exceptions and the interpreter names them.
 
 Time is the interpreter's virtual clock: a migration runs for `duration` virtual seconds, a
