@@ -211,6 +211,9 @@ class ReviewConfig(_Strict):
 
 class NotificationsConfig(_Strict):
     email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+    # Outside the sandbox a failure topic nobody reads is refused; say here why it is acceptable
+    # (for example: "subscribed by hand to the on-call pager") to allow it.
+    unsubscribed_reason: Annotated[str, StringConstraints(min_length=10)] | None = None
 
 
 class GithubConfig(_Strict):
@@ -250,6 +253,16 @@ class EnvironmentConfig(_Strict):
             raise ValueError("migrate.repository must differ from every app's repository")
         if not any(app.uses_schema for app in self.apps):
             raise ValueError("apps: at least one app must have uses_schema: true (the default release targets)")
+        return self
+
+    @model_validator(mode="after")
+    def _failures_reach_someone(self) -> EnvironmentConfig:
+        # Failed releases, dead-lettered end events and failed cleanups all go to the failure topic
+        # (docs/release.md); the sandbox may leave it unread, nothing else may without a reason.
+        if self.env_name != "sandbox" and self.notifications.email is None and self.notifications.unsubscribed_reason is None:
+            raise ValueError(
+                "notifications.email: set a subscriber for the failure topic (or notifications.unsubscribed_reason to say why nobody needs one)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aws_cdk import Annotations, ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_events as events
@@ -35,7 +37,7 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 
 from constructs import Construct
 from constructs.release_machine.asl import AppTarget, DefinitionSettings, Grant
-from constructs.release_machine.cleanup import build_cleanup
+from constructs.release_machine.cleanup import build_cleanup, cleanup_grants
 from constructs.release_machine.definition import build_release
 from release import contract, limits
 
@@ -161,6 +163,7 @@ class ReleaseStateMachine(Construct):
         self._cleanup_machine(stack, settings)
         self.failure_topic: sns.Topic | None = self._failure_topic(stack, settings) if settings.failure_notifications else None
         self._bind_log_delivery_grant(stack)
+        self._safety_net_alarms(stack, settings)
         self._suppress()
 
     # ---- state -------------------------------------------------------------------------------------
@@ -383,18 +386,12 @@ class ReleaseStateMachine(Construct):
         self.cleanup_role = self._machine_role(
             stack, "CleanupRole", self.cleanup_arn_by_name, f"{s.name}-lease-cleanup: complete a release that ended"
         )
-        grants = [
-            Grant("FreeEndedLease", ("dynamodb:DeleteItem",), (self.lease_table.table_arn,)),
-            Grant("CompleteRecord", ("dynamodb:GetItem", "dynamodb:PutItem"), (self.history_table.table_arn,)),
-            Grant(
-                "StopLeftMigrateTask",
-                ("ecs:StopTask",),
-                (self.definition_settings.cluster_tasks_arn,),
-                {"ArnEquals": {"ecs:cluster": cluster_arn}},
-            ),
-            # ListTasks has no resource-level permission on tasks; the condition keeps it to the cluster.
-            Grant("FindMigrateTask", ("ecs:ListTasks",), ("*",), {"ArnEquals": {"ecs:cluster": cluster_arn}}),
-        ]
+        grants = cleanup_grants(
+            lease_table_arn=self.lease_table.table_arn,
+            history_table_arn=self.history_table.table_arn,
+            cluster_arn=cluster_arn,
+            cluster_tasks_arn=self.definition_settings.cluster_tasks_arn,
+        )
         self.cleanup_grants = grants
         self.cleanup_policy, self.cleanup_unscoped_policy = self._policies("Cleanup", self.cleanup_role, grants)
         self.cleanup_definition = build_cleanup(
@@ -421,6 +418,7 @@ class ReleaseStateMachine(Construct):
         events_role.add_to_policy(
             iam.PolicyStatement(sid="StartCleanup", actions=["states:StartExecution"], resources=[self.lease_cleanup.state_machine_arn])
         )
+        self._grant_cleanup_data_key(stack, events_role)
         self.cleanup_rule = events.Rule(
             self,
             "ReleaseEndedRule",
@@ -452,6 +450,103 @@ class ReleaseStateMachine(Construct):
             detail_type=["Step Functions Execution Status Change"],
             detail={"status": list(statuses), "stateMachineArn": [self.state_machine.state_machine_arn]},
         )
+
+    def _grant_cleanup_data_key(self, stack: Stack, events_role: iam.Role) -> None:
+        """StartExecution of a machine encrypted with a customer-managed key: AWS documents
+        KmsAccessDeniedException ("Either your KMS key policy or API caller does not have the
+        required permissions") without naming the KMS calls it makes for the caller. With these the
+        start works either way, and they open only what Step Functions does for this one machine
+        (kms:ViaService, the machine's ARN as encryption context); docs/release.md, "KMS on the
+        caller's behalf"."""
+        events_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="StartCleanupWithTheDataKey",
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[self.data_key.key_arn],
+                conditions={
+                    "StringEquals": {
+                        "kms:ViaService": f"states.{stack.region}.amazonaws.com",
+                        "kms:EncryptionContext:aws:states:stateMachineArn": self.cleanup_arn_by_name,
+                    }
+                },
+            )
+        )
+
+    # ---- the safety net's own alarms --------------------------------------------------------------------
+    def _safety_net_alarms(self, stack: Stack, s: ReleaseSettings) -> None:
+        """An end event EventBridge could not deliver (dead-letter queue) and a cleanup that failed or
+        timed out are told to the failure topic: nothing of the safety net fails silently."""
+        period = Duration.minutes(5)
+        self.dead_letter_alarm = cloudwatch.Alarm(
+            self,
+            "EventDeadLettersAlarm",
+            alarm_name=f"{s.name}-event-dead-letters",
+            alarm_description=f"{s.name}: an end-of-release event could not be delivered (cleanup not started, or failure not told)",
+            metric=self.dead_letters.metric_approximate_number_of_messages_visible(period=period, statistic="Maximum"),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        failed = cloudwatch.MathExpression(
+            expression="failed + timedOut",
+            using_metrics={
+                "failed": self.lease_cleanup.metric_failed(period=period, statistic="Sum"),
+                "timedOut": self.lease_cleanup.metric_timed_out(period=period, statistic="Sum"),
+            },
+            period=period,
+            label="cleanup executions failed or timed out",
+        )
+        self.cleanup_alarm = cloudwatch.Alarm(
+            self,
+            "CleanupFailedAlarm",
+            alarm_name=f"{s.name}-cleanup-failed",
+            alarm_description=f"{s.name}: the lease cleanup failed or timed out (lease, migrate task or record left as they were)",
+            metric=failed,
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        if self.failure_topic is None:
+            return
+        alarms = [self.dead_letter_alarm, self.cleanup_alarm]
+        for alarm in alarms:
+            alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.failure_topic))
+        # The topic's policy and key policy (written in _failure_topic) admit only the failed-release
+        # rule; CloudWatch publishes for these two alarms only. ARNs from the names: the alarms'
+        # own ARN attributes would make the key depend on the alarms that depend on the topic.
+        alarm_arns = [
+            stack.format_arn(service="cloudwatch", resource="alarm", resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME)
+            for name in (f"{s.name}-event-dead-letters", f"{s.name}-cleanup-failed")
+        ]
+        source = {"StringEquals": {"aws:SourceAccount": stack.account}, "ArnEquals": {"aws:SourceArn": alarm_arns}}
+        key = self.node.find_child("FailureTopicKey")
+        assert isinstance(key, kms.Key)
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AlarmsPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],
+                conditions=source,
+            )
+        )
+        topic_policy = self.node.find_child("FailureTopicPolicy")
+        assert isinstance(topic_policy, sns.CfnTopicPolicy)
+        document = dict(topic_policy.policy_document)
+        document["Statement"] = [
+            *document["Statement"],
+            {
+                "Sid": "SafetyNetAlarmsPublish",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": "sns:Publish",
+                "Resource": self.failure_topic.topic_arn,
+                "Condition": source,
+            },
+        ]
+        topic_policy.policy_document = document
 
     # ---- the failure topic -------------------------------------------------------------------------------
     def _failure_topic(self, stack: Stack, s: ReleaseSettings) -> sns.Topic:

@@ -90,6 +90,7 @@ BROKEN = [
     ("release.rollout_timeout_minutes", 120, "release: a release of all 5 apps could write 47544 execution history events"),
     ("log_retention_days", 31, "log_retention_days: Input should be 1, 3, 5"),
     ("notifications.email", "not-an-address", "notifications.email: 'not-an-address' is not an email address"),
+    ("notifications.email", None, "notifications.email: set a subscriber for the failure topic"),
 ]
 
 
