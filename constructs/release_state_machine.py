@@ -62,6 +62,7 @@ class ServiceTarget:
     uses_schema: bool
     task_role_arn: str | None = None
     execution_role_arn: str | None = None
+    after: tuple[str, ...] = ()  # apps whose rollout completes before this one's starts
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class ReleaseSettings:
     failure_notifications: bool = True
     log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
     migrate_container_name: str = field(default=contract.MIGRATE_CONTAINER_NAME)
+    max_parallel_rollouts: int = 5
 
     @property
     def name(self) -> str:
@@ -246,6 +248,7 @@ class ReleaseStateMachine(Construct):
                     repository_uri=t.repository.repository_uri,
                     repository_arn=t.repository.repository_arn,
                     uses_schema=t.uses_schema,
+                    after=tuple(t.after),
                 )
                 for t in s.services
             ],
@@ -260,6 +263,7 @@ class ReleaseStateMachine(Construct):
             rollout_timeout_seconds=int(s.rollout_timeout.to_seconds()),
             execution_timeout_seconds=s.execution_timeout_seconds(),
             migrate_container=s.migrate_container_name,
+            max_parallel_rollouts=s.max_parallel_rollouts,
         )
 
     # ---- the release machine ------------------------------------------------------------------------

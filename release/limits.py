@@ -29,7 +29,56 @@ _RETRY = 3
 _POLL = 2 + _TASK + 2 + _RETRY  # Wait, DescribeServices/DescribeTasks, Choice, one retry
 _FIXED = 60 * (_TASK + _RETRY * TRANSIENT_RETRIES)  # every state outside the loops, all retried
 _PER_IMAGE = 4 + _TASK + _RETRY * TRANSIENT_RETRIES  # a Map iteration resolving one digest
-_PER_SERVICE = 10 * (_TASK + _RETRY * TRANSIENT_RETRIES)
+# One service's Map iteration (deploy.py): MapIterationStarted/Succeeded, 4 Pass/Choice states
+# outside the poll loop, and at most 8 Task states (lease check, gate read, DescribeServices,
+# DescribeTaskDefinition, RegisterTaskDefinition, UpdateService, the deployment written to the
+# record, the gate closed), each retried fully; rounded up to 10 Tasks for room. Concurrency does
+# not change the count: every iteration's events are in the one execution history.
+_PER_SERVICE = 2 + 4 * 2 + 10 * (_TASK + _RETRY * TRANSIENT_RETRIES)
+# One wave (a Map over the services of one `after:` level): its Choice, the Map's four events
+# (entered, started, succeeded, exited) and the progress record written after it.
+_PER_WAVE = 2 + 4 + _TASK + _RETRY * TRANSIENT_RETRIES
+
+# Step Functions: "Maximum input or output size for a task, state, or execution: 256 KiB", and a
+# Map state's output is the array of every iteration's output, so the bound covers the array.
+PAYLOAD_LIMIT_BYTES = 256 * 1024
+# An iteration's output (deploy.py ServiceDone): app, service, outcome, task definition ARN,
+# deployment id, error name and a reason cut to MAX_REASON_CHARS. The lengths AWS allows: a
+# service name 255, a task definition ARN about 100 + family 255 + revision, an error name and a
+# deployment id well under 256. Rounded up per field.
+MAX_REASON_CHARS = 1000
+_ITERATION_OUTPUT_BYTES = 7 * 64 + 255 + 512 + 256 + 256 + 4 * MAX_REASON_CHARS  # JSON escaping can quadruple a reason
+# ecs:DescribeServices returns "up to 100" service events per service; the rollout poll describes
+# one service per call so one result holds at most 100 events. AWS documents no length for an
+# event's message: at the 1,024 characters assumed here, 100 events are about 100 KiB, below the
+# 256 KiB task-result quota with room for the deployments list; ten services in one call could pass it.
+SERVICE_EVENTS_PER_CALL = 100
+ASSUMED_EVENT_BYTES = 1024
+
+
+def map_output_bytes(services: int) -> int:
+    """Worst case of DeployWave's aggregated output (every service in one wave)."""
+    return 2 + services * (_ITERATION_OUTPUT_BYTES + 1)
+
+
+def describe_one_service_bytes() -> int:
+    """Worst case (under the event-size assumption) of one rollout poll's result."""
+    return SERVICE_EVENTS_PER_CALL * ASSUMED_EVENT_BYTES + 16 * 1024  # + the service and its deployments
+
+
+def rollout_waves(after: dict[str, list[str]]) -> dict[str, int]:
+    """Each app's wave: 0 for an app that waits for none, else one more than the latest wave it
+    waits for. Callers have refused cycles and unknown names (config/__init__.py)."""
+    waves: dict[str, int] = {}
+
+    def wave(app: str) -> int:
+        if app not in waves:
+            waves[app] = 1 + max((wave(other) for other in after.get(app, []) if other in after), default=-1)
+        return waves[app]
+
+    for app in after:
+        wave(app)
+    return waves
 
 
 @dataclass(frozen=True)
@@ -57,7 +106,7 @@ class ReleaseBounds:
             + _PER_IMAGE * (self.services + 1)
             + _RETRY * self.lease_attempts
             + _POLL * self.migration_polls
-            + self.services * (_PER_SERVICE + _POLL * self.rollout_polls)
+            + self.services * (_PER_SERVICE + _PER_WAVE + _POLL * self.rollout_polls)
         )
 
 
@@ -67,6 +116,8 @@ def release_limit_problem(bounds: ReleaseBounds) -> str | None:
         return (
             f"{bounds.services} apps: a release checks every service in one ecs:DescribeServices call, which takes at most {MAX_SERVICES}"
         )
+    if map_output_bytes(bounds.services) > PAYLOAD_LIMIT_BYTES or describe_one_service_bytes() > PAYLOAD_LIMIT_BYTES:
+        return f"{bounds.services} apps: the deploy Map's output could pass Step Functions' {PAYLOAD_LIMIT_BYTES} bytes"
     events = bounds.worst_case_history_events()
     if events > HISTORY_EVENT_LIMIT:
         return (

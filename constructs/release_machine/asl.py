@@ -139,6 +139,7 @@ class AppTarget:
     repository_uri: str
     repository_arn: str
     uses_schema: bool
+    after: tuple[str, ...] = ()  # apps whose rollout completes before this one starts
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,7 @@ class DefinitionSettings:
     rollout_timeout_seconds: int
     execution_timeout_seconds: int
     migrate_container: str = contract.MIGRATE_CONTAINER_NAME
+    max_parallel_rollouts: int = 5
 
     @property
     def bounds(self) -> limits.ReleaseBounds:

@@ -112,7 +112,9 @@ def initial_variables(s: DefinitionSettings, default_services: list[str]) -> dic
         "digests": expr("{}"),
         "migration": expr("{'outcome': 'not-run', 'exitCode': null, 'reason': null, 'taskArn': null, 'stoppedByRelease': false}"),
         "services": expr(services),
-        "serviceResults": expr("$merge([{}, " + services + ".{app: {'outcome': 'untouched', 'taskDefinition': null, 'reason': null}}])"),
+        "serviceResults": expr(
+            "$merge([{}, " + services + ".{app: {'outcome': 'untouched', 'taskDefinition': null, 'deploymentId': null, 'reason': null}}])"
+        ),
         "serviceIndex": 0,
         "endedAt": NULL,
         "leaseReleased": True,  # "this execution does not hold the lease": true until it takes it

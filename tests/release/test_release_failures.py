@@ -108,7 +108,7 @@ def test_migration_exit_1_fails_and_touches_no_service(sfn: Interpreter, machine
 
 
 def _untouched() -> dict[str, Any]:
-    return {"outcome": "untouched", "taskDefinition": None, "reason": None}
+    return {"outcome": "untouched", "taskDefinition": None, "deploymentId": None, "reason": None}
 
 
 def test_exit_137_carries_ecs_out_of_memory_reason(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
@@ -187,22 +187,31 @@ def test_a_migration_the_release_could_not_stop_is_not_called_stopped(sfn: Inter
 
 # ---- deployments ------------------------------------------------------------------------------------
 def test_a_partial_deploy_says_and_records_what_it_deployed(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
-    api, admin = BY_KEY["api"], BY_KEY["admin"]
+    # The three roll out concurrently: admin's failure stops no rollout already started
+    # (test_release_parallel.py has the services a failure keeps from starting).
+    api, admin, landing = BY_KEY["api"], BY_KEY["admin"], BY_KEY["landing"]
     fake.rollouts[admin.service] = RolloutPlan(outcome="FAILED", rollout_seconds=90, reason="tasks failed to start")
     result = sfn.run(machine, {"imageTag": TAG, "services": ["api", "admin", "landing"], "migrate": False})
     assert (result.status, result.error) == ("FAILED", "DeploymentFailed")
     api_revision = fake.latest(api.family)["taskDefinitionArn"]
     assert result.cause.startswith(f"service {admin.service} (admin) was not deployed: rollout FAILED")
     assert "tasks failed to start" in result.cause and "rolled the service back" in result.cause
-    assert f"already deployed: api ({api_revision})" in result.cause and "not touched: landing" in result.cause
-    assert [c.params["service"] for c in fake.calls_of("UpdateService")] == [api.service, admin.service]
+    landing_revision = fake.latest(landing.family)["taskDefinitionArn"]
+    assert f"already deployed: api ({api_revision}), landing ({landing_revision}); not touched: none" in result.cause
+    assert sorted(c.params["service"] for c in fake.calls_of("UpdateService")) == sorted([api.service, admin.service, landing.service])
     services = record(fake)["services"]
-    assert services["api"] == {"outcome": "deployed", "taskDefinition": api_revision, "reason": None}
+    assert services["api"] == {
+        "outcome": "deployed",
+        "taskDefinition": api_revision,
+        "deploymentId": services["api"]["deploymentId"],
+        "reason": None,
+    }
+    assert services["api"]["deploymentId"].startswith("ecs-svc/")
     assert services["admin"]["outcome"] == "failed" and "tasks failed to start" in services["admin"]["reason"]
     assert services["admin"]["taskDefinition"] == fake.latest(admin.family)["taskDefinitionArn"]
-    assert services["landing"] == _untouched()
+    assert services["landing"]["outcome"] == "deployed"
     assert (record(fake)["phase"], record(fake)["status"]) == ("deploy", "FAILED")
-    untouched_services(fake, except_=("api", "admin"))
+    untouched_services(fake, except_=("api", "admin", "landing"))
     assert_lease_released(fake, result)
 
 

@@ -216,13 +216,13 @@ def test_no_control_flow_rests_on_an_error_the_definition_raises_itself(which: s
 
 
 def test_the_rollout_is_polled_with_wait_describe_and_choice(definition: dict[str, Any]) -> None:
-    states = definition["States"]
-    assert states["UpdateService"]["Next"] == "RolloutPollDelay"
+    states = definition["States"]["DeployWave"]["ItemProcessor"]["States"]
+    assert states["UpdateService"]["Next"] == "RecordDeployment" and states["RecordDeployment"]["Next"] == "RolloutPollDelay"
     assert states["RolloutPollDelay"] == {"Type": "Wait", "Seconds": 10, "Next": "WaitForRollout"}
     assert states["WaitForRollout"]["Next"] == "RolloutProgress"
-    assert [rule["Next"] for rule in states["RolloutProgress"]["Choices"]] == ["RecordServiceOutcome", "RolloutPollDelay"]
+    assert [rule["Next"] for rule in states["RolloutProgress"]["Choices"]] == ["ServiceDone", "RolloutPollDelay"]
     assert "$polls < 180" in states["RolloutProgress"]["Choices"][1]["Condition"]
-    assert states["MigrationPollDelay"] == {"Type": "Wait", "Seconds": 10, "Next": "DescribeMigration"}
+    assert definition["States"]["MigrationPollDelay"] == {"Type": "Wait", "Seconds": 10, "Next": "DescribeMigration"}
 
 
 @pytest.mark.parametrize("which", ["definition", "cleanup_definition"])
@@ -264,11 +264,19 @@ def test_run_task_is_idempotent_and_names_the_execution(definition: dict[str, An
 def test_the_lease_owner_is_checked_right_before_the_migration_and_every_update(definition: dict[str, Any]) -> None:
     states = definition["States"]
     assert states["ShouldMigrate"]["Choices"][0]["Next"] == "CheckLeaseBeforeMigration"
-    assert states["NextService"]["Choices"][0]["Next"] == "CheckLeaseBeforeDeploy"
-    for name in ("CheckLeaseBeforeMigration", "CheckLeaseBeforeDeploy"):
+    for name in ("CheckLeaseBeforeMigration", "OpenDeployGate"):
         assert states[name]["Arguments"]["ConditionExpression"] == "#owner = :me"
         assert states[name]["Catch"][0]["ErrorEquals"] == ["DynamoDB.ConditionalCheckFailedException"]
         assert states[name]["Catch"][0]["Assign"]["errorName"] == "ReleaseInProgress"
+    # Each service's iteration: the gate holds this execution's ARN only while it owns the lease
+    # (test_release_parallel.py runs both ways it closes).
+    service = states["DeployWave"]["ItemProcessor"]["States"]
+    assert service["StartService"]["Next"] == "CheckLeaseBeforeDeploy"
+    assert service["CheckLeaseBeforeDeploy"]["Arguments"]["ConditionExpression"] == "#gate = :me"
+    assert service["CheckLeaseBeforeDeploy"]["Catch"][0] == {
+        "ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"],
+        "Next": "ReadDeployGate",
+    }
 
 
 def test_no_setting_of_the_construct_is_lost_in_synthesis(example: Any, definition: dict[str, Any]) -> None:
