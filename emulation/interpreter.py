@@ -40,7 +40,6 @@ import copy
 import importlib
 import json
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -204,13 +203,12 @@ class VirtualClock:
                 seen = self._version
                 self._cond.wait(self.STALL_SECONDS)
                 earliest = self._earliest()
-                if not done() and self._version == seen and earliest is not None:
-                    # Nothing changed for STALL_SECONDS of real time: a participant is blocked
-                    # where the clock cannot see it. Move on rather than hang.
-                    if earliest > self._now:
-                        self._now = earliest
-                        self.forced_jumps += 1
-                        self._changed()
+                # Nothing changed for STALL_SECONDS of real time: a participant is blocked where
+                # the clock cannot see it. Move on rather than hang.
+                if not done() and self._version == seen and earliest is not None and earliest > self._now:
+                    self._now = earliest
+                    self.forced_jumps += 1
+                    self._changed()
         finally:
             self._waiters.pop(waiter, None)
             self._active += 1
