@@ -40,7 +40,8 @@ import copy
 import importlib
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from moto.stepfunctions.parser.api import EvaluationFailedEventDetails, HistoryEventType
@@ -128,6 +129,21 @@ class VirtualClock:
 
     def thread_running(self) -> None:
         self._local.participant = True
+
+    @contextmanager
+    def participating(self) -> Iterator[None]:
+        """Count the current thread as a participant meanwhile: time holds still while it starts
+        several threads that should begin at the same virtual moment."""
+        if self.is_participant():
+            yield
+            return
+        self.thread_starting()
+        self._local.participant = True
+        try:
+            yield
+        finally:
+            self._local.participant = False
+            self.thread_ended()
 
     def thread_ended(self) -> None:
         with self._cond:
