@@ -198,6 +198,8 @@ class ReleaseConfig(_Strict):
     keep_images: int = Field(default=30, ge=5, le=1000)
     # Services rolling out at once after the migration (a Map's MaxConcurrency); 1 is one at a time.
     max_parallel_rollouts: int = Field(default=5, ge=1, le=10)
+    # How long a release started with --snapshot waits for its manual snapshot before migrating.
+    snapshot_timeout_minutes: int = Field(default=60, ge=5, le=240)
 
 
 class ReviewConfig(_Strict):
@@ -276,6 +278,7 @@ class EnvironmentConfig(_Strict):
             lease_wait_seconds=self.release.lease_wait_minutes * 60,
             migrate_timeout_seconds=self.migrate.timeout_minutes * 60,
             rollout_timeout_seconds=self.release.rollout_timeout_minutes * 60,
+            snapshot_timeout_seconds=self.release.snapshot_timeout_minutes * 60,
         )
         problem = release_limit_problem(bounds)
         if problem:

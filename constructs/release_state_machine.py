@@ -26,6 +26,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_rds as rds
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
@@ -98,6 +99,9 @@ class ReleaseSettings:
     log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
     migrate_container_name: str = field(default=contract.MIGRATE_CONTAINER_NAME)
     max_parallel_rollouts: int = 5
+    # The database a release migrates: its restore point (and optional snapshot) before migrating.
+    database_instance: rds.IDatabaseInstance | None = None
+    snapshot_timeout: Duration = field(default_factory=lambda: Duration.minutes(60))
 
     @property
     def name(self) -> str:
@@ -109,6 +113,7 @@ class ReleaseSettings:
             lease_wait_seconds=int(self.lease_wait.to_seconds()),
             migrate_timeout_seconds=int(self.migrate_timeout.to_seconds()),
             rollout_timeout_seconds=int(self.rollout_timeout.to_seconds()),
+            snapshot_timeout_seconds=int(self.snapshot_timeout.to_seconds()) if self.database_instance else 0,
         )
 
     def check(self) -> None:
@@ -129,6 +134,7 @@ class ReleaseSettings:
         return (
             b.lease_wait_seconds
             + b.migrate_timeout_seconds
+            + b.snapshot_timeout_seconds
             + len(self.services) * (b.rollout_timeout_seconds + PER_SERVICE_SLACK_SECONDS)
             + SLACK_SECONDS
         )
@@ -264,6 +270,13 @@ class ReleaseStateMachine(Construct):
             execution_timeout_seconds=s.execution_timeout_seconds(),
             migrate_container=s.migrate_container_name,
             max_parallel_rollouts=s.max_parallel_rollouts,
+            database_instance_identifier=s.database_instance.instance_identifier if s.database_instance else None,
+            database_instance_arn=s.database_instance.instance_arn if s.database_instance else None,
+            snapshot_prefix=s.name,
+            snapshot_arn_prefix=stack.format_arn(
+                service="rds", resource="snapshot", resource_name=f"{s.name}-", arn_format=ArnFormat.COLON_RESOURCE_NAME
+            ),
+            snapshot_timeout_seconds=int(s.snapshot_timeout.to_seconds()),
         )
 
     # ---- the release machine ------------------------------------------------------------------------

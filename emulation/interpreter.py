@@ -464,7 +464,7 @@ def install(client_factory: Callable[[str, str], Any]) -> None:
         setattr(module, "boto_client_for", boto_client_for)  # noqa: B010 - moto does not export it
     if _INSTALLED.get("patched"):
         return
-    state_task_service_aws_sdk._SERVICE_ERROR_NAMES.update({"ecs": "Ecs", "ecr": "Ecr", "ssm": "Ssm"})
+    state_task_service_aws_sdk._SERVICE_ERROR_NAMES.update({"ecs": "Ecs", "ecr": "Ecr", "ssm": "Ssm", "rds": "Rds"})
     patches: list[tuple[Any, str, Any]] = [
         (moto_jsonata, "_eval_jsonata", _eval_jsonata),
         (StringJSONata, "_eval_body", _string_jsonata_eval),

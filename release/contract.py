@@ -27,7 +27,7 @@ ERROR_EXIT_CODES: Final[dict[str, int]] = {
 ERROR_NAMES: Final = tuple(ERROR_EXIT_CODES)
 
 # ---- the execution input -----------------------------------------------------------------------
-INPUT_FIELDS: Final = ("imageTag", "services", "migrate", "startedBy", "note", "rollbackOf")
+INPUT_FIELDS: Final = ("imageTag", "services", "migrate", "startedBy", "note", "rollbackOf", "snapshot")
 MAX_TEXT_FIELD: Final = 256  # startedBy, note
 # A Docker image tag (what ECR accepts): first character, then up to 127 of the rest.
 TAG_FIRST_CHARACTERS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"

@@ -18,6 +18,7 @@ MAX_SERVICES = 10
 # Every wait (migration, rollout) polls this often: the latency a wait adds is at most this.
 POLL_SECONDS = 10
 LEASE_RETRY_SECONDS = 15
+SNAPSHOT_POLL_SECONDS = 30
 # Attempts of a retried AWS call after the first (throttling, 5xx), with full jitter.
 TRANSIENT_RETRIES = 5
 
@@ -87,6 +88,12 @@ class ReleaseBounds:
     lease_wait_seconds: int
     migrate_timeout_seconds: int
     rollout_timeout_seconds: int
+    snapshot_timeout_seconds: int = 0  # 0: no snapshot phase
+
+    @property
+    def snapshot_polls(self) -> int:
+        # restore_point.py polls DescribeDBSnapshots every SNAPSHOT_POLL_SECONDS.
+        return math.ceil(self.snapshot_timeout_seconds / SNAPSHOT_POLL_SECONDS)
 
     @property
     def lease_attempts(self) -> int:
@@ -106,6 +113,7 @@ class ReleaseBounds:
             + _PER_IMAGE * (self.services + 1)
             + _RETRY * self.lease_attempts
             + _POLL * self.migration_polls
+            + _POLL * self.snapshot_polls
             + self.services * (_PER_SERVICE + _PER_WAVE + _POLL * self.rollout_polls)
         )
 

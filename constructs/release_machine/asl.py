@@ -101,6 +101,11 @@ DEPLOYED_SO_FAR = (
     "$count($d) > 0 ? '; already deployed: ' & $join($d, ', ') : '')"
 )
 EXECUTION_ARN = "$states.context.Execution.Id"
+RESTORE_HINT = (
+    "($type($restorePoint) = 'object' and $type($restorePoint.command) = 'string' ? '; to restore the database to just before "
+    "the migration: ' & $restorePoint.command & ($type($restorePoint.snapshotCommand) = 'string' ? ' (or from the snapshot: ' & "
+    "$restorePoint.snapshotCommand & ')' : '') : '')"
+)
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,12 @@ class DefinitionSettings:
     execution_timeout_seconds: int
     migrate_container: str = contract.MIGRATE_CONTAINER_NAME
     max_parallel_rollouts: int = 5
+    # The restore point before a migration (restore_point.py); no identifier: no restore point phase.
+    database_instance_identifier: str | None = None
+    database_instance_arn: str | None = None
+    snapshot_prefix: str = "release"  # manual snapshots are named <prefix>-<start time>
+    snapshot_arn_prefix: str = ""  # arn:...:snapshot:<prefix>- (the IAM resource, with "*")
+    snapshot_timeout_seconds: int = 3600
 
     @property
     def bounds(self) -> limits.ReleaseBounds:
@@ -179,6 +190,7 @@ class DefinitionSettings:
             lease_wait_seconds=self.lease_wait_seconds,
             migrate_timeout_seconds=self.migrate_timeout_seconds,
             rollout_timeout_seconds=self.rollout_timeout_seconds,
+            snapshot_timeout_seconds=self.snapshot_timeout_seconds if self.database_instance_identifier else 0,
         )
 
 
@@ -193,6 +205,9 @@ def fail_with(error_name: str, cause: str, phase: str, **more: str) -> State:
     """The Assign block that sends a failure down the failure path: names are JSONata bodies,
     except `error_name`, which may be a literal contract name or a JSONata body."""
     literal = error_name in contract.ERROR_NAMES
+    if error_name in (contract.MIGRATION_FAILED, contract.MIGRATION_TIMED_OUT):
+        # The way back (restore_point.py): null when the release took no restore point.
+        cause = "(" + cause + ") & " + RESTORE_HINT
     return {
         "errorName": error_name if literal else expr(error_name),
         "errorCause": expr(cause),

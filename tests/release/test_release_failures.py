@@ -145,7 +145,8 @@ def test_run_task_failures_are_a_migration_failure_naming_the_reason(sfn: Interp
     fake.migration = MigrationPlan(failures=[{"arn": "arn:aws:ecs:x", "reason": "RESOURCE:MEMORY", "detail": "no capacity"}])
     result = sfn.run(machine, {"imageTag": TAG})
     assert (result.status, result.error) == ("FAILED", "MigrationFailed")
-    assert result.cause == "ECS did not start the migrate task: RESOURCE:MEMORY (no capacity)"
+    # Every MigrationFailed cause ends with the restore command (test_restore_point.py).
+    assert result.cause.startswith("ECS did not start the migrate task: RESOURCE:MEMORY (no capacity); to restore the database")
     assert record(fake)["migration"]["outcome"] == "failed" and record(fake)["migration"]["reason"] == "RESOURCE:MEMORY (no capacity)"
     assert_no_service_touched(fake)
     assert_lease_free(fake)

@@ -238,7 +238,7 @@ def test_every_aws_call_retries_throttling_and_5xx_with_full_jitter(which: str, 
         assert retrier["MaxAttempts"] >= 4 and retrier["BackoffRate"] > 1, name
         names = " ".join(retrier["ErrorEquals"])
         expected = {"dynamodb": "DynamoDB.ThrottlingException", "ecs": "Ecs.ThrottlingException", "ecr": "Ecr.ThrottlingException"}
-        expected |= {"ssm": "Ssm.ThrottlingException"}
+        expected |= {"ssm": "Ssm.ThrottlingException", "rds": "Rds.Throttling"}
         assert expected[service] in names and ("ServerException" in names or "InternalServerError" in names), name
         assert "States.ALL" not in retrier["ErrorEquals"] and "States.TaskFailed" not in retrier["ErrorEquals"], name
 
