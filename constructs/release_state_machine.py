@@ -14,6 +14,7 @@ sit in a policy of their own, so a cdk-nag suppression of `Resource::*` covers e
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,14 +129,22 @@ class ReleaseSettings:
         if problem:
             raise ValueError(problem)
 
+    def rollout_rounds(self) -> int:
+        """Rollouts one after another in the worst case: per `after:` wave, its services
+        max_parallel_rollouts at a time (deploy.py)."""
+        waves = limits.rollout_waves({t.app: list(t.after) for t in self.services})
+        sizes = [list(waves.values()).count(w) for w in set(waves.values())]
+        return sum(math.ceil(n / self.max_parallel_rollouts) for n in sizes)
+
     def execution_timeout_seconds(self) -> int:
-        """Bounds every path: lease wait + migration + every service's rollout, plus slack."""
+        """Bounds every path: lease wait + snapshot + migration + the rollouts that may run one
+        after another, plus slack."""
         b = self.bounds()
         return (
             b.lease_wait_seconds
             + b.migrate_timeout_seconds
             + b.snapshot_timeout_seconds
-            + len(self.services) * (b.rollout_timeout_seconds + PER_SERVICE_SLACK_SECONDS)
+            + self.rollout_rounds() * (b.rollout_timeout_seconds + PER_SERVICE_SLACK_SECONDS)
             + SLACK_SECONDS
         )
 
@@ -516,7 +525,9 @@ class ReleaseStateMachine(Construct):
                         reason=(
                             "ecs:RunTask is limited to revisions of the migrate family (each release registers a new one) and to "
                             "the cluster by condition; DescribeTasks/StopTask to tasks in the cluster (ids are not known in advance); "
-                            "ecs:TagResource only while registering a task definition or running a task (ecs:CreateAction)."
+                            "ecs:TagResource only while registering a task definition or running a task (ecs:CreateAction); "
+                            "rds:CreateDBSnapshot/DescribeDBSnapshots to snapshots named with this machine's prefix (each release "
+                            "names its own)."
                         ),
                         applies_to=[f"Resource::{_nag_form(Stack.of(self).resolve(r))}" for r in wildcards],
                     )
