@@ -154,3 +154,16 @@ def test_rds_rights_are_the_instance_and_this_machines_snapshots_only(release_st
         a for s in statements.values() for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]) if a.startswith("rds:")
     }
     assert rds_actions == {"rds:DescribeDBInstances", "rds:CreateDBSnapshot", "rds:DescribeDBSnapshots"}
+
+
+def test_release_status_shows_the_restore_point(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+    from release.commands.status import restore_point_lines
+
+    fake.snapshot_seconds = 60
+    result = sfn.run(machine, {"imageTag": TAG, "services": ["api"], "snapshot": True})
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    point = record(fake)["restorePoint"]
+    lines = restore_point_lines(point)
+    assert lines[0].startswith(f"Restore point: {DATABASE} at {point['restoreTime']}")
+    assert f"  restore: {point['command']}" in lines and f"  from the snapshot: {point['snapshotCommand']}" in lines
+    assert restore_point_lines(None) == []
