@@ -10,6 +10,7 @@ import pytest
 from emulation.driver import Interpreter
 from emulation.fakes import FakeAws, FakeError, MigrationPlan
 from emulation.world import DATABASE, build_world
+from release.commands.status import restore_point_lines
 from tests.release.test_release_machine import TAG, assert_lease_released, record, untouched_services
 
 RESTORE = "aws rds restore-db-instance-to-point-in-time --region ap-southeast-5 --source-db-instance-identifier cashsouk-db "
@@ -157,8 +158,6 @@ def test_rds_rights_are_the_instance_and_this_machines_snapshots_only(release_st
 
 
 def test_release_status_shows_the_restore_point(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
-    from release.commands.status import restore_point_lines
-
     fake.snapshot_seconds = 60
     result = sfn.run(machine, {"imageTag": TAG, "services": ["api"], "snapshot": True})
     assert result.status == "SUCCEEDED", (result.error, result.cause)
