@@ -3,6 +3,7 @@ against the fakes, and its IAM read from the synthesized template."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -83,15 +84,26 @@ def test_a_snapshot_is_taken_and_waited_for_before_the_migration(sfn: Interprete
     assert len(polls) == 10 and polls[-1].at - created.at == 300
 
 
+@pytest.fixture(scope="module")
+def short_snapshot_bound(sfn: Interpreter, definition: dict[str, Any]) -> str:
+    """The synthesized definition with a 2-minute snapshot bound (4 polls instead of 120)."""
+    text = json.dumps(definition)
+    for example, short in {"$snapshotPolls < 120": "$snapshotPolls < 4", "within 3600 s": "within 120 s"}.items():
+        assert example in text
+        text = text.replace(example, short)
+    return sfn.machine(json.loads(text), "release-short-snapshot-bound")
+
+
 def test_a_snapshot_that_never_becomes_available_fails_the_release_before_migrating(
-    sfn: Interpreter, short_bounds_machine: str, fake: FakeAws
+    sfn: Interpreter, short_snapshot_bound: str, fake: FakeAws
 ) -> None:
     fake.snapshot_seconds = None
-    result = sfn.run(short_bounds_machine, {"imageTag": TAG, "snapshot": True})
+    result = sfn.run(short_snapshot_bound, {"imageTag": TAG, "snapshot": True})
     assert (result.status, result.error) == ("FAILED", "MigrationFailed")
-    assert "was not available within 3600 s (status creating) (nothing was migrated)" in result.cause
+    assert "was not available within 120 s (status creating) (nothing was migrated)" in result.cause
     assert not fake.calls_of("RunTask") and record(fake)["migration"]["outcome"] == "not-run"
-    assert len(fake.calls_of("DescribeDBSnapshots")) == 120
+    polls = fake.calls_of("DescribeDBSnapshots")
+    assert len(polls) == 4 and polls[-1].at - fake.calls_of("CreateDBSnapshot")[0].at == 120
     untouched_services(fake)
     assert_lease_released(fake, result)
 
