@@ -15,6 +15,8 @@ import pytest
 import yaml
 
 from config import ConfigError, load_config
+from constructs.release_machine.asl import AppTarget, DefinitionSettings
+from constructs.release_machine.definition import build_release
 from emulation.driver import Interpreter
 from emulation.fakes import FakeAws, RolloutPlan
 from emulation.interpreter import CLOCK
@@ -226,3 +228,44 @@ def test_deploy_wave_follows_the_config(definition: dict[str, Any]) -> None:
     assert wave["MaxConcurrency"] == load_config("example").release.max_parallel_rollouts == 5
     assert json.dumps({a.key: 0 for a in APPS}, separators=(",", ":")) in wave["Items"]
     assert "$waveIndex < 1 " in definition["States"]["NextWave"]["Choices"][0]["Condition"]
+
+
+def test_after_and_max_parallel_rollouts_shape_the_definition() -> None:
+    # Built from the settings directly (no synthesis): waves from `after:`, MaxConcurrency from
+    # release.max_parallel_rollouts, and the wave loop as long as the longest chain.
+    def target(app: str, *after: str) -> AppTarget:
+        return AppTarget(app, f"{app}-svc", f"arn:svc/{app}", "Main", app, f"uri/{app}", f"arn:repo/{app}", app == "api", after)
+
+    apps = [target("api"), target("admin", "api"), target("landing", "admin"), target("issuer")]
+    settings = DefinitionSettings(
+        cluster_name="default",
+        cluster_arn="arn:cluster",
+        migrate_family="migrate",
+        migrate_task_definitions_arn="arn:td/migrate:*",
+        cluster_tasks_arn="arn:task/default/*",
+        all_task_definitions_arn="arn:td/*",
+        migrate_repository_name="migrate",
+        migrate_repository_uri="uri/migrate",
+        migrate_repository_arn="arn:repo/migrate",
+        lease_table_name="t-lease",
+        lease_table_arn="arn:t-lease",
+        history_table_name="t-history",
+        history_table_arn="arn:t-history",
+        released_parameter_name="x",
+        released_parameter_arn="x",
+        subnet_ids=["s"],
+        security_group_ids=["g"],
+        pass_role_arns=[],
+        apps=apps,
+        lease_wait_seconds=60,
+        migrate_timeout_seconds=600,
+        rollout_timeout_seconds=600,
+        execution_timeout_seconds=7200,
+        max_parallel_rollouts=2,
+    )
+    definition, _ = build_release(settings)
+    wave = definition["States"]["DeployWave"]
+    assert wave["MaxConcurrency"] == 2
+    assert '{"api":0,"admin":1,"landing":2,"issuer":0}' in wave["Items"]
+    assert "$waveIndex < 3 " in definition["States"]["NextWave"]["Choices"][0]["Condition"]
+    assert "RestorePoint" not in definition["States"]  # no database configured: no restore point phase
