@@ -1,19 +1,14 @@
 """The emulator's discrete-event clock (emulation/interpreter.py, VirtualClock): concurrent waits
 overlap, time jumps to the earliest wake-up once every participant waits, and a thread that is
-still working holds time still."""
+still working holds time still. Executed releases on it: test_release_parallel.py (five rollouts
+side by side take one rollout's time)."""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
-import pytest
-
-from emulation.driver import Interpreter
-from emulation.fakes import FakeAws, RolloutPlan
 from emulation.interpreter import CLOCK, VirtualClock, _VirtualEvent, _VirtualThread
-from emulation.world import BY_KEY, build_world
-from tests.release.test_release_machine import TAG
 
 FIVE_MINUTES = 300.0
 
@@ -97,14 +92,3 @@ def test_a_thread_that_is_not_a_participant_may_sleep() -> None:
     clock = VirtualClock()
     clock.sleep(42)
     assert clock.now() == 42 and clock.forced_jumps == 0
-
-
-def test_two_services_rolling_out_side_by_side_take_one_rollout(sfn: Interpreter, machine: str) -> None:
-    fake: FakeAws = build_world(sfn.reset())
-    for key in ("admin", "landing"):
-        fake.rollouts[BY_KEY[key].service] = RolloutPlan(rollout_seconds=FIVE_MINUTES)
-    result = sfn.run(machine, {"imageTag": TAG, "services": ["admin", "landing"], "migrate": False})
-    assert result.status == "SUCCEEDED", (result.error, result.cause)
-    first_update = min(c.at for c in fake.calls_of("UpdateService"))
-    assert max(c.at for c in fake.calls_of("DescribeServices")) - first_update == pytest.approx(FIVE_MINUTES, abs=1)
-    assert CLOCK.forced_jumps == 0
