@@ -3,11 +3,15 @@
     validate  ValidateInput ─▶ RecordStart ─▶ CheckServices ─▶ ServicesReady
     images    ResolveImages (Map: ecr:DescribeImages per repository)
     lease     AcquireLease (conditional PutItem, retried while another release holds it)
+    restore   RestorePoint ─▶ DescribeDatabase ─▶ WantsSnapshot ─▶ [CreateSnapshot ─▶ (SnapshotPollDelay
+              ─▶ DescribeSnapshot ─▶ SnapshotProgress)*] ─▶ RecordRestorePoint   (only when migrating)
     migrate   ShouldMigrate ─▶ CheckLeaseBeforeMigration ─▶ Describe/Register migrate revision
               ─▶ RunMigration ─▶ (MigrationPollDelay ─▶ DescribeMigration ─▶ MigrationProgress)*
               ─▶ RecordMigrated            time limit: StopMigration
-    deploy    NextService ─▶ CheckLeaseBeforeDeploy ─▶ DescribeService ─▶ ... ─▶ UpdateService
-              ─▶ (RolloutPollDelay ─▶ WaitForRollout ─▶ RolloutProgress)* ─▶ RecordServiceOutcome
+    deploy    OpenDeployGate ─▶ (NextWave ─▶ DeployWave (Map, one iteration per service, at most
+              max_parallel_rollouts at once: CheckLeaseBeforeDeploy ─▶ DescribeService ─▶ ... ─▶
+              UpdateService ─▶ RecordDeployment ─▶ (RolloutPollDelay ─▶ WaitForRollout ─▶
+              RolloutProgress)* ─▶ ServiceDone) ─▶ RecordWave)* ─▶ DeployOutcome
     record    RecordRelease (SSM) ─▶ ReleaseLease ─▶ RecordSuccess ─▶ Released
     failure   FailRelease ─▶ ReleaseLeaseAfterFailure ─▶ RecordFailure ─▶ Failed
 
@@ -24,11 +28,12 @@ from constructs.release_machine.asl import (
     DefinitionSettings,
     Phase,
 )
-from constructs.release_machine.deploy import NEXT_SERVICE, deploy_phase
+from constructs.release_machine.deploy import OPEN_DEPLOY_GATE, deploy_phase
 from constructs.release_machine.images import RESOLVE_IMAGES, images_phase
 from constructs.release_machine.lease import ACQUIRE_LEASE, lease_phase
 from constructs.release_machine.migrate import SHOULD_MIGRATE, migrate_phase
 from constructs.release_machine.record import RECORD_RELEASE, failure_phase, progress_record, record_phase
+from constructs.release_machine.restore_point import RESTORE_POINT, restore_point_phase
 from constructs.release_machine.validate import VALIDATE_INPUT, validate_phase
 
 RECORD_MIGRATED = "RecordMigrated"
@@ -39,9 +44,13 @@ def build_release(s: DefinitionSettings) -> tuple[dict[str, Any], Phase]:
     phase = Phase()
     phase.add(validate_phase(s, RESOLVE_IMAGES))
     phase.add(images_phase(s, ACQUIRE_LEASE))
-    phase.add(lease_phase(s, SHOULD_MIGRATE))
+    if s.database_instance_identifier:
+        phase.add(lease_phase(s, RESTORE_POINT))
+        phase.add(restore_point_phase(s, SHOULD_MIGRATE))
+    else:
+        phase.add(lease_phase(s, SHOULD_MIGRATE))
     phase.add(migrate_phase(s, RECORD_MIGRATED, RECORD_MIGRATED))
-    phase.states[RECORD_MIGRATED] = progress_record(s, NEXT_SERVICE)
+    phase.states[RECORD_MIGRATED] = progress_record(s, OPEN_DEPLOY_GATE)
     phase.add(deploy_phase(s, RECORD_RELEASE))
     phase.add(record_phase(s))
     phase.add(failure_phase(s))
