@@ -464,9 +464,21 @@ def _evaluation_entrypoint(self: execution_worker.ExecutionWorker) -> Any:
 
 # ---- virtual time for Wait states -------------------------------------------------------------------
 def _wait_interval(self: WaitFunction, env: Any, wait_seconds: int) -> None:
-    """A Wait state's Seconds on the virtual clock (moto waits on a real threading.Event)."""
+    """A Wait state's Seconds on the virtual clock (moto waits on a real threading.Event). It ends
+    early when the execution stops or times out: an ended execution must not keep a wake-up on the
+    shared clock, or it would move time for whatever runs next."""
     if wait_seconds > 0 and env.is_running():
-        CLOCK.sleep(wait_seconds)
+        CLOCK.wait_until(lambda: not env.is_running(), wait_seconds)
+
+
+def _notifying(method: Callable[..., None]) -> Callable[..., None]:
+    """An Environment state change, then the clock told (a Wait above may be waiting for it)."""
+
+    def changed(self: Any, *args: Any, **kwargs: Any) -> None:
+        method(self, *args, **kwargs)
+        CLOCK.notify()
+
+    return changed
 
 
 _INSTALLED: dict[str, bool] = {}
@@ -588,7 +600,9 @@ def install(client_factory: Callable[[str, str], Any]) -> None:
         (variable_store, "encode_jsonata_variable_declarations", _encode_declarations),
         (StateTaskService, "_normalise_parameters", _normalise_parameters),
         (StateTaskService, "_normalise_response", _normalise_response),
-        (Environment, "set_error", _set_error_unless_stopped),
+        (Environment, "set_error", _notifying(_set_error_unless_stopped)),
+        (Environment, "set_stop", _notifying(Environment.set_stop)),
+        (Environment, "set_timed_out", _notifying(Environment.set_timed_out)),
         (StateTaskService, "_eval_execution", _eval_execution_as_role),
         (ErrorEqualsDecl, "_eval_body", _error_equals),
         (Program, "eval", _program_eval),
