@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from release.commands import env, history, lint_migrations, outputs, plan, rollback, start, status, stop
+from release.commands import env, history, lint_migrations, logs, outputs, plan, rollback, start, status, stop, watch
 
-COMMANDS: tuple[ModuleType, ...] = (start, plan, status, history, rollback, stop, outputs, env, lint_migrations)
+COMMANDS: tuple[ModuleType, ...] = (start, watch, logs, plan, status, history, rollback, stop, outputs, env, lint_migrations)

@@ -14,6 +14,7 @@ from release import contract
 from release.aws import Aws, aws_errors, error_code
 from release.commands.common import Context, records_of, release_outputs
 from release.errors import ExitCode
+from release.migration_logs import log_commands
 from release.report import make_console, record_table
 
 NAME = "status"
@@ -120,6 +121,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         console.print(record_table(latest[0]))
         for app, digest in sorted(latest[0].digests.items()):
             console.print(f"  digest {app}: {digest}", markup=False)
+        log_group = outputs.get(contract.OUTPUT_MIGRATE_LOG_GROUP_NAME)
+        if log_group and latest[0].migration.get("taskArn"):
+            for command in log_commands(aws.env.env_name, log_group, latest[0]):
+                console.print(f"migration log: {command}", markup=False, soft_wrap=True)
     else:
         console.print("No releases yet.", markup=False)
     return int(ExitCode.OK)

@@ -255,6 +255,46 @@ def create_services(breaker: dict[str, dict[str, bool]] | None = None, controlle
         service_object.deployment_configuration = {"deploymentCircuitBreaker": setting}
 
 
+def set_rollout(app: str, deployment: str, state: str, *, running: int, desired: int, events: list[str], failed: int = 0) -> None:
+    """ECS's side of a rollout as DescribeServices returns it (set on moto's service object, which
+    keeps no deployments of its own after UpdateService)."""
+    service: Any = ecs_backends[ACCOUNT][REGION].services[f"default:{APPS[app]}"]
+    now = datetime.now(UTC)
+    service.deployments = [
+        {
+            "id": deployment,
+            "status": "PRIMARY",
+            "rolloutState": state,
+            "rolloutStateReason": f"ECS deployment {deployment} {state.lower().replace('_', ' ')}.",
+            "runningCount": running,
+            "pendingCount": max(0, desired - running),
+            "desiredCount": desired,
+            "failedTasks": failed,
+            "createdAt": now,
+            "updatedAt": now,
+        }
+    ]
+    service.events = [
+        {"id": f"{deployment}-{len(service.events) + i}", "createdAt": now + timedelta(milliseconds=i), "message": message}
+        for i, message in enumerate(events)
+    ] + service.events
+
+
+def stopped_task(app: str, deployment: str, reason: str) -> str:
+    """A task of the service's deployment that ECS stopped (moto: RunTask, then StopTask)."""
+    ecs = boto3.client("ecs", region_name=REGION)
+    task = ecs.run_task(
+        cluster="default",
+        taskDefinition="app",
+        launchType="FARGATE",
+        startedBy=deployment,
+        group=f"service:{APPS[app]}",
+        networkConfiguration={"awsvpcConfiguration": {"subnets": ["subnet-0a1b2c3d4e5f60001"]}},
+    )["tasks"][0]["taskArn"]
+    ecs.stop_task(cluster="default", task=task, reason=reason)
+    return str(task)
+
+
 @dataclass
 class Step:
     """What happens between two polls of the CLI."""
@@ -264,6 +304,7 @@ class Step:
     record: dict[str, Any] = field(default_factory=dict)  # fields merged into the record
     finish: dict[str, Any] | None = None  # {"status": ..., "error"?, "cause"?, "record"?: {...}}
     end_execution: str | None = None  # the execution ends (e.g. ABORTED) before anything writes its record
+    act: Callable[[], None] | None = None  # what else changes meanwhile (e.g. a service's rollout in ECS)
 
 
 def success_record(services: tuple[str, ...] = ("api",), exit_code: int = 0) -> dict[str, Any]:
@@ -394,6 +435,8 @@ class ScriptedReleases:
         if step.phase:
             fields["phase"] = step.phase
         self.update_record(execution, **fields)
+        if step.act is not None:
+            step.act()
         if step.log_lines:
             self.put_logs(LOG_STREAM, step.log_lines)
         if step.finish is not None:
