@@ -96,3 +96,8 @@ OUTPUT_FAILURE_TOPIC_ARN: Final = "FailureTopicArn"
 OUTPUT_CLUSTER_NAME: Final = "ClusterName"
 OUTPUT_MIGRATE_TASK_FAMILY: Final = "MigrateTaskFamily"
 OUTPUT_MIGRATE_LOG_GROUP_NAME: Final = "MigrateLogGroupName"
+
+# ---- the hold (`release hold`): an item of the lease table that the machine reads first --------
+HOLD_ID: Final = "hold"  # LeaseId of the hold item: Reason, HeldBy, HeldAt (S)
+RELEASE_HELD: Final = "ReleaseHeld"  # the error of an execution refused while the hold is on
+RELEASE_HELD_EXIT_CODE: Final = 16
