@@ -57,6 +57,8 @@ def build_parser() -> _Parser:
             help="folder of the environment files (default: the project's config/; env RELEASE_CONFIG_DIR)",
         )
         command.add_arguments(sub, _poll_interval)
+        if not any("--format" in action.option_strings for action in sub._actions):
+            sub.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or one JSON document on stdout")
         sub.set_defaults(run=command.run)
     return parser
 

@@ -16,6 +16,7 @@ RELEASE_IN_PROGRESS: Final = "ReleaseInProgress"
 MIGRATION_FAILED: Final = "MigrationFailed"
 MIGRATION_TIMED_OUT: Final = "MigrationTimedOut"
 DEPLOYMENT_FAILED: Final = "DeploymentFailed"
+RELEASE_HELD: Final = "ReleaseHeld"  # releases are held (`release hold`): nothing was taken or changed
 ERROR_EXIT_CODES: Final[dict[str, int]] = {
     INVALID_INPUT: 10,
     IMAGE_NOT_FOUND: 11,
@@ -23,6 +24,7 @@ ERROR_EXIT_CODES: Final[dict[str, int]] = {
     MIGRATION_FAILED: 13,
     MIGRATION_TIMED_OUT: 14,
     DEPLOYMENT_FAILED: 15,
+    RELEASE_HELD: 16,
 }
 ERROR_NAMES: Final = tuple(ERROR_EXIT_CODES)
 
@@ -99,5 +101,3 @@ OUTPUT_MIGRATE_LOG_GROUP_NAME: Final = "MigrateLogGroupName"
 
 # ---- the hold (`release hold`): an item of the lease table that the machine reads first --------
 HOLD_ID: Final = "hold"  # LeaseId of the hold item: Reason, HeldBy, HeldAt (S)
-RELEASE_HELD: Final = "ReleaseHeld"  # the error of an execution refused while the hold is on
-RELEASE_HELD_EXIT_CODE: Final = 16

@@ -1,6 +1,7 @@
 """The release state machine's definition, one phase at a time, and the lease cleanup machine.
 
     validate  ValidateInput ─▶ RecordStart ─▶ CheckServices ─▶ ServicesReady
+    hold      CheckHold ─▶ Held (releases held: ReleaseHeld, nothing taken)
     images    ResolveImages (Map: ecr:DescribeImages per repository)
     lease     AcquireLease (conditional PutItem, retried while another release holds it)
     migrate   ShouldMigrate ─▶ CheckLeaseBeforeMigration ─▶ Describe/Register migrate revision
@@ -25,6 +26,7 @@ from constructs.release_machine.asl import (
     Phase,
 )
 from constructs.release_machine.deploy import NEXT_SERVICE, deploy_phase
+from constructs.release_machine.hold import CHECK_HOLD, hold_phase
 from constructs.release_machine.images import RESOLVE_IMAGES, images_phase
 from constructs.release_machine.lease import ACQUIRE_LEASE, lease_phase
 from constructs.release_machine.migrate import SHOULD_MIGRATE, migrate_phase
@@ -37,7 +39,8 @@ RECORD_MIGRATED = "RecordMigrated"
 def build_release(s: DefinitionSettings) -> tuple[dict[str, Any], Phase]:
     """The definition (ready for json.dumps / Stack.to_json_string) and every phase's grants."""
     phase = Phase()
-    phase.add(validate_phase(s, RESOLVE_IMAGES))
+    phase.add(validate_phase(s, CHECK_HOLD))
+    phase.add(hold_phase(s, RESOLVE_IMAGES))
     phase.add(images_phase(s, ACQUIRE_LEASE))
     phase.add(lease_phase(s, SHOULD_MIGRATE))
     phase.add(migrate_phase(s, RECORD_MIGRATED, RECORD_MIGRATED))

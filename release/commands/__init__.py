@@ -4,6 +4,21 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from release.commands import env, history, lint_migrations, logs, outputs, plan, rollback, start, status, stop, watch
+from release.commands import env, history, hold, lint_migrations, logs, outputs, plan, rollback, start, status, stop, unhold, unlock, watch
 
-COMMANDS: tuple[ModuleType, ...] = (start, watch, logs, plan, status, history, rollback, stop, outputs, env, lint_migrations)
+COMMANDS: tuple[ModuleType, ...] = (
+    start,
+    watch,
+    logs,
+    plan,
+    status,
+    history,
+    rollback,
+    stop,
+    hold,
+    unhold,
+    unlock,
+    outputs,
+    env,
+    lint_migrations,
+)

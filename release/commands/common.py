@@ -134,6 +134,18 @@ def follow(ctx: Context, args: argparse.Namespace, outputs: dict[str, str], star
     reporter.close()
     status = str(description.get("status"))
     watched = list(services.states.values())
+    code = _outcome_code(status, record, description)
+    emit_json(
+        args,
+        {
+            "name": started.name,
+            "execution": started.arn,
+            "status": status,
+            "exitCode": int(code),
+            "record": record.data if record else None,
+            "services": [state.as_json() for state in watched],
+        },
+    )
     if args.summary_file:
         try:
             with args.summary_file.open("a", encoding="utf-8") as handle:
@@ -143,15 +155,21 @@ def follow(ctx: Context, args: argparse.Namespace, outputs: dict[str, str], star
     if status == "SUCCEEDED":
         reporter.succeeded(record, started.name)
         return int(ExitCode.OK)
-    # The record names the error and cause; DescribeExecution's (metadata) are the fallback.
     error = (record.error if record else None) or description.get("error")
     cause = (record.cause if record else None) or description.get("cause")
-    code = exit_code_for(error) if status == "FAILED" else ExitCode.RELEASE_FAILED
     if record is not None:
         reporter.console.print(record_table(record))
         print_migration_log_commands(reporter, aws.env.env_name, log_group, record)
     reporter.failed(started.name, status, error, cause, int(code))
     return int(code)
+
+
+def _outcome_code(status: str, record: Record | None, description: dict[str, Any]) -> ExitCode:
+    if status == "SUCCEEDED":
+        return ExitCode.OK
+    # The record names the error; DescribeExecution's (metadata) is the fallback.
+    error = (record.error if record else None) or description.get("error")
+    return exit_code_for(error) if status == "FAILED" else ExitCode.RELEASE_FAILED
 
 
 def print_migration_log_commands(reporter: ConsoleReporter, env_name: str, log_group: str | None, record: Record) -> None:
@@ -160,6 +178,18 @@ def print_migration_log_commands(reporter: ConsoleReporter, env_name: str, log_g
         return
     for command in log_commands(env_name, log_group, record):
         reporter.info(f"migration log: {command}")
+
+
+def wants_json(args: argparse.Namespace) -> bool:
+    return getattr(args, "format", None) == "json"
+
+
+def emit_json(args: argparse.Namespace, payload: Any) -> bool:
+    """With --format json: print the payload as one JSON document on stdout and say so."""
+    if not wants_json(args):
+        return False
+    print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+    return True
 
 
 def input_json(payload: dict[str, Any]) -> str:

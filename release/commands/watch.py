@@ -13,7 +13,7 @@ from typing import Any
 
 from release import contract
 from release.aws import aws_errors
-from release.commands.common import Context, add_follow_arguments, follow, records_of, release_outputs
+from release.commands.common import Context, add_follow_arguments, emit_json, follow, records_of, release_outputs, wants_json
 from release.commands.status import read_lease
 from release.errors import ExitCode, ReleaseError
 from release.report import ConsoleReporter, make_console
@@ -50,11 +50,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     running = running_executions(ctx, outputs[contract.OUTPUT_STATE_MACHINE_ARN])
     lease = read_lease(aws, outputs) or {}
     execution = pick(running, args.execution, str(lease.get("Owner", {}).get("S", "")))
-    reporter = ConsoleReporter(make_console())
+    reporter = ConsoleReporter(make_console(stderr=wants_json(args)))
     if execution is None:
         if args.execution:
             raise ReleaseError(f"no running release is named {args.execution}", ExitCode.USAGE)
         latest = records_of(aws, outputs).latest(1)
+        if emit_json(args, {"running": None, "latest": latest[0].data if latest else None}):
+            return int(ExitCode.OK)
         last = f"; the latest was {latest[0].name}: {latest[0].status}" if latest else ""
         reporter.info(f"No release is running in {ctx.env.env_name}{last}.")
         return int(ExitCode.OK)

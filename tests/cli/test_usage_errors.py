@@ -161,7 +161,22 @@ def test_every_subcommand_is_its_own_module_and_listed_in_help(capsys: pytest.Ca
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     names = [command.NAME for command in COMMANDS]
-    assert names == ["start", "plan", "status", "history", "rollback", "stop", "outputs", "env", "lint-migrations"]
+    assert names == [
+        "start",
+        "watch",
+        "logs",
+        "plan",
+        "status",
+        "history",
+        "rollback",
+        "stop",
+        "hold",
+        "unhold",
+        "unlock",
+        "outputs",
+        "env",
+        "lint-migrations",
+    ]
     assert all(name in out for name in names)
     assert all(command.__name__ == f"release.commands.{command.NAME.replace('-', '_')}" for command in COMMANDS)
     cli = (REPO / "release" / "cli.py").read_text()
