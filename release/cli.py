@@ -34,13 +34,19 @@ class _Parser(argparse.ArgumentParser):
         raise ReleaseError(f"{message} (see {self.prog} --help)", ExitCode.USAGE)
 
 
+# Polling faster than once a second only spends API quota; slower than five minutes hides a rollout.
+MIN_POLL_SECONDS = 1.0
+MAX_POLL_SECONDS = 300.0
+
+
 def _poll_interval(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more seconds")
+    # `not (a <= v <= b)` is also true for nan; inf is above the bound.
+    if not (MIN_POLL_SECONDS <= value <= MAX_POLL_SECONDS):
+        raise argparse.ArgumentTypeError(f"must be between {MIN_POLL_SECONDS:g} and {MAX_POLL_SECONDS:g} seconds, not {text!r}")
     return value
 
 

@@ -147,7 +147,7 @@ def services_line(record: Record) -> str:
     return ", ".join(f"{app} {value.get('outcome', '?')}" for app, value in record.services.items()) or "-"
 
 
-def record_table(record: Record) -> Table:
+def record_table(record: Record, env_name: str | None = None) -> Table:
     """One release, field by field (status, rollback, history detail)."""
     table = Table(show_header=False, title=f"Release {record.name}", title_justify="left")
     table.add_column("field", style="bold")
@@ -175,7 +175,8 @@ def record_table(record: Record) -> Table:
     if record.data.get("note"):
         table.add_row("note", Text(str(record.data["note"])))
     if record.lease_released is False and record.status != "RUNNING":
-        table.add_row("lease", Text("NOT released (see docs/ci.md, 'A stuck lease')", style="red"))
+        fix = f"python -m release unlock --env {env_name}" if env_name else "python -m release unlock --env <env>"
+        table.add_row("lease", Text(f"NOT released (free it: {fix})", style="red"))
     return table
 
 

@@ -158,7 +158,7 @@ def follow(ctx: Context, args: argparse.Namespace, outputs: dict[str, str], star
     error = (record.error if record else None) or description.get("error")
     cause = (record.cause if record else None) or description.get("cause")
     if record is not None:
-        reporter.console.print(record_table(record))
+        reporter.console.print(record_table(record, aws.env.env_name))
         print_migration_log_commands(reporter, aws.env.env_name, log_group, record)
     reporter.failed(started.name, status, error, cause, int(code))
     return int(code)

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
 from release.commands.common import Context
@@ -37,11 +37,16 @@ class Finding:
 def add_arguments(parser: argparse.ArgumentParser, poll_interval: Callable[[str], float]) -> None:
     parser.add_argument("--base", required=True, metavar="REF", help="the commit the change is compared with (the pull request's base)")
     parser.add_argument("--repo-root", type=Path, default=Path.cwd(), metavar="PATH", help="the repository's top folder (default: here)")
-    parser.add_argument("--format", choices=("text", "markdown"), default="text", help="text (default) or Markdown for a comment")
+    parser.add_argument(
+        "--format", choices=("text", "markdown", "json"), default="text", help="text (default), Markdown for a comment, or JSON"
+    )
 
 
 def added_migrations(repo_root: Path, base: str, migrations_path: str) -> list[str]:
     """Paths (relative to the repository) of the migration.sql files added since `base`."""
+    if not base or base.startswith("-"):
+        # git would read it as an option (e.g. `--output=<file>` writes a file): a ref never starts with "-".
+        raise ReleaseError(f"--base must be a commit or branch, not an option: {base!r}", ExitCode.USAGE)
     try:
         result = subprocess.run(
             ["git", "-C", str(repo_root), "diff", "--name-only", "--diff-filter=A", "-z", f"{base}...HEAD", "--", migrations_path],
@@ -63,7 +68,9 @@ def squawk_binary() -> str:
     beside = Path(sys.executable).with_name("squawk")  # installed in the same venv (requirements-dev.txt)
     found = str(beside) if beside.exists() else shutil.which("squawk")
     if not found:
-        raise ReleaseError("squawk is not installed: pip install -r requirements-dev.txt (squawk-cli)", ExitCode.USAGE)
+        raise ReleaseError(
+            "squawk is not installed: run make setup (installs requirements-dev.lock, hash-pinned, squawk-cli included)", ExitCode.USAGE
+        )
     return found
 
 
@@ -104,7 +111,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     env = ctx.env
     files = added_migrations(args.repo_root, args.base, env.migrations_path)
     findings = run_squawk(args.repo_root, files, env.squawk_excluded_rules) if files else []
-    if args.format == "markdown":
+    if args.format == "json":
+        print(
+            json.dumps(
+                {"files": files, "findings": [asdict(f) for f in findings], "excludedRules": list(env.squawk_excluded_rules)}, indent=2
+            )
+        )
+    elif args.format == "markdown":
         print(markdown(files, findings, env.squawk_excluded_rules), end="")
     else:
         for f in findings:

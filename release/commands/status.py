@@ -118,7 +118,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     else:
         console.print("Lease: free (no release running)", markup=False)
     if latest:
-        console.print(record_table(latest[0]))
+        console.print(record_table(latest[0], aws.env.env_name))
         for app, digest in sorted(latest[0].digests.items()):
             console.print(f"  digest {app}: {digest}", markup=False)
         log_group = outputs.get(contract.OUTPUT_MIGRATE_LOG_GROUP_NAME)

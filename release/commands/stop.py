@@ -69,10 +69,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     console.print(f"Stopped release {execution['name']}.", markup=False)
     final = _wait_for_cleanup(ctx, execution["executionArn"], records)
     if final is None:
-        console.print("Its record was not found: check `python -m release status`.", markup=False)
+        console.print(f"Its record was not found: check python -m release status --env {ctx.env.env_name}", markup=False)
         return int(ExitCode.OK)
     console.print(f"It stopped in phase {final.phase or '?'}.", markup=False)
-    console.print(record_table(final))
+    console.print(record_table(final, ctx.env.env_name))
     if final.lease_released:
         console.print("The lease is released; a new release can start.", markup=False)
     else:

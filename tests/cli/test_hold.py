@@ -124,3 +124,12 @@ def test_unlock_without_a_terminal_needs_yes(run: Run, releases: ScriptedRelease
     assert run("unlock") == ExitCode.USAGE
     assert "pass --yes" in capsys.readouterr().err
     assert contract.LEASE_ID in _items()
+
+
+def test_plan_shows_the_hold_as_a_blocker(run: Run, releases: ScriptedReleases, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("hold", "--reason", "quarter-end freeze") == ExitCode.OK
+    capsys.readouterr()
+    assert run("plan", "--image-tag", "v1", "--format", "json") == ExitCode.RELEASE_HELD
+    blockers = [b["text"] for b in json.loads(capsys.readouterr().out)["blockers"]]
+    assert blockers[0].startswith("releases are held by arn:aws:") and "quarter-end freeze" in blockers[0]
+    assert blockers[0].endswith("(lift it: python -m release unhold --env qa)")
