@@ -13,7 +13,7 @@ import pytest
 from release import contract
 from release.errors import ExitCode
 from tests.cli.conftest import Run
-from tests.cli.fakes import ACCOUNT, LEASE_TABLE, REGION, STATE_MACHINE, ScriptedReleases, finished_record
+from tests.cli.fakes import ACCOUNT, LEASE_TABLE, REGION, STATE_MACHINE, ScriptedReleases, create_services, finished_record, push_image
 
 OWNER = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{STATE_MACHINE}:v0-all-mig-00000000"
 
@@ -127,6 +127,9 @@ def test_unlock_without_a_terminal_needs_yes(run: Run, releases: ScriptedRelease
 
 
 def test_plan_shows_the_hold_as_a_blocker(run: Run, releases: ScriptedReleases, capsys: pytest.CaptureFixture[str]) -> None:
+    create_services()
+    for repository in ("api-cashsouk", "cashsouk-migrate"):
+        push_image(repository, "v1")
     assert run("hold", "--reason", "quarter-end freeze") == ExitCode.OK
     capsys.readouterr()
     assert run("plan", "--image-tag", "v1", "--format", "json") == ExitCode.RELEASE_HELD
