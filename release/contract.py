@@ -101,3 +101,22 @@ OUTPUT_MIGRATE_LOG_GROUP_NAME: Final = "MigrateLogGroupName"
 
 # ---- the hold (`release hold`): an item of the lease table that the machine reads first --------
 HOLD_ID: Final = "hold"  # LeaseId of the hold item: Reason, HeldBy, HeldAt (S)
+
+# ---- migration recovery through the release path (`migrate-status`, `resolve`) ---------------
+# Optional input fields: {"action": "status"|"resolve", "resolve": "rolled-back:NAME"|"applied:NAME",
+# "migrate": true, "services": []}. Such an execution runs the migrate task only and deploys nothing.
+RECOVERY_INPUT_FIELDS: Final = ("action", "resolve")
+ACTION_DEPLOY: Final = "deploy"
+ACTION_STATUS: Final = "status"
+ACTION_RESOLVE: Final = "resolve"
+ACTIONS: Final = (ACTION_DEPLOY, ACTION_STATUS, ACTION_RESOLVE)
+RESOLVE_KINDS: Final = ("rolled-back", "applied")
+# A Prisma migration folder: <14-digit timestamp>_<letters, digits, _> (the runner checks the same).
+MIGRATION_NAME_DIGITS: Final = 14
+MIGRATION_NAME_CHARACTERS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
+MIGRATION_NAME_MAX: Final = 215
+KIND_MIGRATE_STATUS: Final = "migrate-status"
+KIND_MIGRATE_RESOLVE: Final = "migrate-resolve"
+# The migrate container's environment the runner reads (migrate/runner.py).
+MIGRATE_ACTION_ENV: Final = "MIGRATE_ACTION"
+MIGRATE_RESOLVE_ENV: Final = "MIGRATE_RESOLVE"

@@ -47,7 +47,8 @@ def hold_phase(s: DefinitionSettings, next_state: str) -> Phase:
             "Type": "Choice",
             "Choices": [
                 {
-                    "Condition": "{% $releaseHold != null %}",
+                    # Recoveries (migrate status/resolve) are the way out of an incident: not held.
+                    "Condition": "{% $releaseHold != null and $migrateAction = 'deploy' %}",
                     "Assign": {
                         "errorName": contract.RELEASE_HELD,
                         "phase": "validate",

@@ -10,6 +10,7 @@ code, stop reason, exit code and container reason are read from DescribeTasks, a
 
 from __future__ import annotations
 
+from constructs.release_machine import recovery
 from constructs.release_machine.asl import (
     CAUSE,
     ECS_TRANSIENT,
@@ -181,6 +182,8 @@ def _run(s: DefinitionSettings) -> dict[str, State]:
                     }
                 },
                 "PropagateTags": "TASK_DEFINITION",
+                # What the runner runs: deploy, or a recovery's status/resolve (constructs/release_machine/recovery.py).
+                "Overrides": {"ContainerOverrides": [{"Name": s.migrate_container, "Environment": recovery.container_environment()}]},
                 "StartedBy": expr(EXECUTION_NAME),
                 "ClientToken": expr("$substring(" + EXECUTION_NAME + ", -" + str(contract.MAX_CLIENT_TOKEN) + ")"),
             },
