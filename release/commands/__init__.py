@@ -4,7 +4,24 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from release.commands import env, history, hold, lint_migrations, logs, outputs, plan, rollback, start, status, stop, unhold, unlock, watch
+from release.commands import (
+    env,
+    history,
+    hold,
+    lint_migrations,
+    logs,
+    migrate_status,
+    outputs,
+    plan,
+    resolve,
+    rollback,
+    start,
+    status,
+    stop,
+    unhold,
+    unlock,
+    watch,
+)
 
 COMMANDS: tuple[ModuleType, ...] = (
     start,
@@ -18,6 +35,8 @@ COMMANDS: tuple[ModuleType, ...] = (
     hold,
     unhold,
     unlock,
+    migrate_status,
+    resolve,
     outputs,
     env,
     lint_migrations,

@@ -95,7 +95,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         payload["note"] = args.note[:256]
     outputs = release_outputs(aws)
     _refuse_when_held(aws, outputs)
-    started = start_or_attach(aws.client("stepfunctions"), outputs["StateMachineArn"], payload)
+    schema_apps = sum(1 for app in env.apps if app.uses_schema) or len(env.apps)
+    started = start_or_attach(aws.client("stepfunctions"), outputs["StateMachineArn"], payload, None if services else schema_apps)
     other = None if started.attached else _other_release(ctx, outputs, started)
     if not args.wait and emit_json(
         args, {"name": started.name, "execution": started.arn, "attached": started.attached, "input": payload, "waitsFor": other}

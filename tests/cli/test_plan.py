@@ -98,7 +98,7 @@ def test_every_blocker_at_once(run: Run, releases: ScriptedReleases, capsys: pyt
         "--deployment-configuration 'deploymentCircuitBreaker={enable=true,rollback=true}'"
     ), breaker
     assert any(b.startswith("admin: service admin-cashsouk-544e uses the CODE_DEPLOY deployment controller") for b in blockers)
-    assert any(b.startswith("release other-all-mig-") and "is running" in b for b in blockers)
+    assert any(b.startswith("release other-1svc-mig-") and "is running" in b for b in blockers)
     assert len(blockers) == 5
 
 

@@ -178,6 +178,8 @@ def test_every_subcommand_is_its_own_module_and_listed_in_help(capsys: pytest.Ca
         "hold",
         "unhold",
         "unlock",
+        "migrate-status",
+        "resolve",
         "outputs",
         "env",
         "lint-migrations",
