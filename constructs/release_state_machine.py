@@ -177,7 +177,7 @@ class ReleaseStateMachine(Construct):
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
             removal_policy=RemovalPolicy.DESTROY,
         )
-        # One item per execution (docs/release.md, "The release record"): Query(Pk="release", ScanIndexForward=False) lists
+        # One item per execution (docs/release.md, "Output and record"): Query(Pk="release", ScanIndexForward=False) lists
         # the newest first. No TTL: items are small and the history is kept.
         self.history_table = dynamodb.Table(
             self,
