@@ -7,6 +7,7 @@ release with `--follow`: the lines as they come (Live Tail, else polling) until 
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from release import contract
 from release.aws import aws_errors, error_code
-from release.commands.common import Context, log_group_arn, records_of, release_outputs
+from release.commands.common import Context, log_group_arn, records_of, release_outputs, wants_json
 from release.errors import ExitCode, ReleaseError
 from release.follow import RUNNING_STATUSES, describe
 from release.migration_logs import MigrationLogs, log_commands, stream_of
@@ -40,6 +41,16 @@ def add_arguments(parser: argparse.ArgumentParser, poll_interval: Callable[[str]
         help=f"seconds between polls with --follow (default {DEFAULT_POLL_SECONDS:g})",
     )
     parser.add_argument("--no-live-tail", action="store_true", help="poll instead of CloudWatch Logs Live Tail")
+
+
+class JsonLines(ConsoleReporter):
+    """--format json: one JSON object per line (JSON Lines), so that --follow can stream."""
+
+    def __init__(self) -> None:
+        super().__init__(make_console(stderr=True), live=False)
+
+    def log_line(self, when: datetime | None, message: str) -> None:
+        print(json.dumps({"timestamp": when.isoformat() if when else None, "message": message}), flush=True)
 
 
 def _find(ctx: Context, outputs: dict[str, str], name: str | None) -> Record:
@@ -79,7 +90,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     outputs = release_outputs(aws, contract.OUTPUT_MIGRATE_LOG_GROUP_NAME)
     group = outputs[contract.OUTPUT_MIGRATE_LOG_GROUP_NAME]
     record = _find(ctx, outputs, args.release)
-    reporter = ConsoleReporter(make_console(), live=False)
+    reporter = JsonLines() if wants_json(args) else ConsoleReporter(make_console(), live=False)
     since = int(record.started_at.timestamp() * 1000) if record.started_at else 0
     task_arn = str(record.migration.get("taskArn") or "")
     running = record.status == contract.STATUS_RUNNING

@@ -136,3 +136,13 @@ def test_plan_shows_the_hold_as_a_blocker(run: Run, releases: ScriptedReleases, 
     blockers = [b["text"] for b in json.loads(capsys.readouterr().out)["blockers"]]
     assert blockers[0].startswith("releases are held by arn:aws:") and "quarter-end freeze" in blockers[0]
     assert blockers[0].endswith("(lift it: python -m release unhold --env qa)")
+
+
+def test_stop_json(run: Run, releases: ScriptedReleases, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("stop", "--yes", "--format", "json") == ExitCode.OK
+    assert json.loads(capsys.readouterr().out) == {"stopped": None}
+    assert run("start", "--image-tag", "v1") == ExitCode.OK
+    capsys.readouterr()
+    assert run("stop", "--yes", "--format", "json") == ExitCode.OK
+    document = json.loads(capsys.readouterr().out)
+    assert document["stopped"] == releases.executions[0].name and document["record"]["status"] == "ABORTED"

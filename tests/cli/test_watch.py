@@ -4,6 +4,7 @@ stopped tasks' reasons when one fails, and a release's migration log (`logs`, `s
 from __future__ import annotations
 
 import io
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,16 @@ def test_logs_of_a_release_that_ran_no_migration(run: Run, releases: ScriptedRel
     assert "No migrate task ran (yet)." in capsys.readouterr().out
     assert run("logs", "--release", "nope") == ExitCode.USAGE
     assert "no release named nope" in capsys.readouterr().err
+
+
+def test_json_output_of_status_and_logs(run: Run, releases: ScriptedReleases, capsys: pytest.CaptureFixture[str]) -> None:
+    started = datetime.now(UTC)
+    releases.put_logs(f"migrate/migrate/{TASK_ARN.rsplit('/', 1)[-1]}", ["Applying migration `20261120_a`"])
+    finished_record("v2-1svc-mig-00000002", "v2", started=started)
+    assert run("status", "--format", "json") == ExitCode.OK
+    status = json.loads(capsys.readouterr().out)
+    assert status["latest"]["name"] == "v2-1svc-mig-00000002" and status["lease"] is None and status["hold"] is None
+    assert status["migrationLog"][0] == "python -m release logs --env qa --release v2-1svc-mig-00000002"
+    assert run("logs", "--format", "json") == ExitCode.OK
+    (line,) = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
+    assert line["message"] == "Applying migration `20261120_a`" and line["timestamp"].startswith(str(started.year))
