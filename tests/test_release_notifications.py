@@ -20,7 +20,7 @@ def release(synthesized: Synthesized) -> Template:
 
 def _rules(template: Template) -> dict[str, dict[str, Any]]:
     rules = template.find_resources("AWS::Events::Rule")
-    return {r["Properties"]["Name"]: r for r in rules.values() if r["Properties"]["Name"].endswith(("-failed", "-succeeded"))}
+    return {r["Properties"]["Name"]: dict(r) for r in rules.values() if r["Properties"]["Name"].endswith(("-failed", "-succeeded"))}
 
 
 def _template_text(rule: dict[str, Any]) -> tuple[dict[str, str], str]:
