@@ -35,7 +35,10 @@ def history(releases: ScriptedReleases, tmp_path: Path) -> Path:
     repo = tmp_path / "app"
     repo.mkdir()
     sha = _commit(repo, now - timedelta(days=11))
-    day = lambda n: now - timedelta(days=n)  # noqa: E731
+
+    def day(n: int) -> datetime:
+        return now - timedelta(days=n)
+
     finished_record("old-1svc-mig-00000000", "old", started=day(40))  # outside the window
     finished_record(f"{sha[:8]}-1svc-mig-00000001", sha, started=day(10), seconds=300)
     finished_record("r2-1svc-mig-00000002", "r2", started=day(9), status="FAILED", seconds=120)
