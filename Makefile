@@ -46,16 +46,22 @@ lock: $(UV) ## rewrite the hash-pinned locks after editing requirements*.txt
 	echo "$(UV_PIN)" | $(UV_COMPILE) - -o requirements-uv.lock
 	$(UV_COMPILE) requirements.txt -o requirements.lock
 	$(UV_COMPILE) requirements-dev.txt -c requirements.lock -o requirements-dev.lock
-	grep -E '^(boto3|rich|pydantic|PyYAML)==' requirements.txt | $(UV_COMPILE) - -c requirements.lock -o requirements-cli.lock
+	grep -E '^(boto3|rich|pydantic|PyYAML|shtab)==' requirements.txt | $(UV_COMPILE) - -c requirements.lock -o requirements-cli.lock
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV)/.dev node_modules/.installed ## create .venv with the runtime and dev tools (hash-pinned) and node_modules
+# `release …` from any folder once the venv is active: a two-line entry point in the venv that runs
+# this checkout's CLI with the venv's Python (the project is an app, not a package to install).
+$(VENV)/bin/release:
+	printf '#!/bin/sh\nRELEASE_PROG=release PYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s" -m release "$$@"\n' "$(CURDIR)" "$(abspath $(PYTHON))" > $@
+	chmod +x $@
+
+setup: $(VENV)/.dev node_modules/.installed $(VENV)/bin/release ## create .venv with the runtime and dev tools (hash-pinned) and node_modules
 
 .PHONY: setup-runtime
-setup-runtime: $(VENV)/.runtime node_modules/.installed
+setup-runtime: $(VENV)/.runtime node_modules/.installed $(VENV)/bin/release
 
 synth: setup-runtime ## synthesize config/<ENV>.yaml into cdk.out/ (no AWS account needed)
 	$(CDK) synth --quiet -c env=$(ENV)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+import shtab
 from botocore.exceptions import BotoCoreError, ClientError
 
 from release.aws import SessionFactory, default_session
@@ -24,7 +25,8 @@ from release.commands.common import Context, ask_on_terminal
 from release.environment import load_environment
 from release.errors import ExitCode, ReleaseError
 
-PROG = "python -m release"
+# `release` when run through the venv's entry point (make setup writes .venv/bin/release, which sets it).
+PROG = os.environ.get("RELEASE_PROG") or "python -m release"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,6 +54,8 @@ def _poll_interval(text: str) -> float:
 
 def build_parser() -> _Parser:
     parser = _Parser(prog=PROG, description="Plan, start, follow, stop and roll back releases of one environment.")
+    # `release --print-completion bash|zsh|tcsh`: the shell's completion script (docs/ci.md).
+    shtab.add_argument_to(parser, ["--print-completion"])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         sub = commands.add_parser(command.NAME, help=command.HELP, description=command.HELP)
@@ -91,3 +95,6 @@ def main(
     except KeyboardInterrupt:
         print("release: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:  # `release … | head`: the reader has what it wanted
+        sys.stderr.close()
+        return int(ExitCode.OK)

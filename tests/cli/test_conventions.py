@@ -5,8 +5,11 @@ targets, and every command takes `--format json`."""
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,3 +92,43 @@ def test_make_alone_lists_the_targets() -> None:
     assert lines[0].startswith("usage: make <target>")
     listed = {line.split()[0] for line in lines[1:]}
     assert {"help", "setup", "synth", "test", "lint", "diff", "deploy", "drift", "lock"} <= listed
+
+
+def test_the_release_entry_point_runs_from_any_folder_with_completion(tmp_path: Path) -> None:
+    """make setup writes `.venv/bin/release`; with the venv active, `release` works anywhere."""
+    # A venv beside the project's (its python, its packages) so that the entry point is written there.
+    real = Path(sys.prefix)
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(real / "bin" / "python")
+    (venv / "pyvenv.cfg").write_text((real / "pyvenv.cfg").read_text())
+    (venv / "lib").symlink_to(real / "lib")
+    made = subprocess.run(
+        ["make", "-s", "-C", str(REPO), f"VENV={venv}", f"{venv}/bin/release"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert made.returncode == 0, made.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run(
+        [str(venv / "bin" / "release"), "env", "--env", "example", "--format", "json"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["region"] == "ap-southeast-5"
+    completion = subprocess.run(
+        [str(venv / "bin" / "release"), "--print-completion", "bash"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completion.returncode == 0, completion.stderr
+    assert "_shtab_release" in completion.stdout and "migrate-status" in completion.stdout
