@@ -31,7 +31,7 @@ PRISMA_LEFT_OUT: dict[str, str] = {
     "prefer-bigint-over-int": "Prisma's `Int` is `integer` (use `BigInt` in schema.prisma where 2^31 is in reach)",
     "prefer-identity": "Prisma's `@default(autoincrement())` is `SERIAL`",
     "prefer-timestamp-tz": "Prisma's `DateTime` is `timestamp(3)`, written in UTC by Prisma's client (`@db.Timestamptz(3)` where wanted)",
-    "require-lock-timeout": "asked of every ALTER; Prisma writes no SET: bound a statement on a busy table by hand (docs/ci.md, \"Migration lint\")",
+    "require-lock-timeout": 'asked of every ALTER; Prisma writes no SET: bound a statement on a busy table by hand (docs/ci.md, "Migration lint")',
     "require-statement-timeout": "asked of every ALTER, as require-lock-timeout",
 }
 _EXPAND_CONTRACT = "expand and contract: add the new column, backfill, switch the code in a release, drop the old one in a later migration"
