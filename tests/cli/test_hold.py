@@ -146,3 +146,15 @@ def test_stop_json(run: Run, releases: ScriptedReleases, capsys: pytest.CaptureF
     assert run("stop", "--yes", "--format", "json") == ExitCode.OK
     document = json.loads(capsys.readouterr().out)
     assert document["stopped"] == releases.executions[0].name and document["record"]["status"] == "ABORTED"
+
+
+def test_status_json_shows_the_lease_and_the_hold(run: Run, releases: ScriptedReleases, capsys: pytest.CaptureFixture[str]) -> None:
+    _take_lease(OWNER)
+    assert run("hold", "--reason", "freeze") == ExitCode.OK
+    capsys.readouterr()
+    assert run("status", "--format", "json") == ExitCode.OK
+    status = json.loads(capsys.readouterr().out)
+    assert status["lease"]["Owner"] == OWNER and status["lease"]["ownerStatus"] is None  # the owner is gone
+    assert status["hold"]["reason"] == "freeze" and status["latest"] is None
+    assert run("status") == ExitCode.OK
+    assert "Hold: releases are held by arn:aws:" in capsys.readouterr().out
