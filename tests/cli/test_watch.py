@@ -249,3 +249,16 @@ def test_json_output_of_status_and_logs(run: Run, releases: ScriptedReleases, ca
     assert run("logs", "--format", "json") == ExitCode.OK
     (line,) = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
     assert line["message"] == "Applying migration `20261120_a`" and line["timestamp"].startswith(str(started.year))
+
+
+def test_start_wait_json_keeps_stdout_for_the_outcome(run: Run, releases: ScriptedReleases, capsys: pytest.CaptureFixture[str]) -> None:
+    create_services()
+    releases.script = _two_services_rolling_out(admin_fails=True)
+    code = run("start", "--image-tag", SHA, "--services", "api", "admin", *FOLLOW, "--format", "json")
+    out, err = capsys.readouterr()
+    assert code == ExitCode.DEPLOYMENT_FAILED
+    document = json.loads(out)  # stdout is one JSON document; the progress went to stderr
+    assert (document["status"], document["exitCode"], document["record"]["error"]) == ("FAILED", 15, "DeploymentFailed")
+    assert {s["app"]: s["state"] for s in document["services"]} == {"api": "COMPLETED", "admin": "FAILED"}
+    assert "Task failed container health checks" in document["services"][1]["stoppedTasks"][0]
+    assert "▶ deploy" in err
