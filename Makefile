@@ -49,7 +49,7 @@ lock: $(UV) ## rewrite the hash-pinned locks after editing requirements*.txt
 	grep -E '^(boto3|rich|pydantic|PyYAML|shtab)==' requirements.txt | $(UV_COMPILE) - -c requirements.lock -o requirements-cli.lock
 
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error  # no package runs code at install (docs/ci.md)
 	touch $@
 
 # `release …` from any folder once the venv is active: a two-line entry point in the venv that runs

@@ -214,13 +214,13 @@ def start_holding_runner(env: dict[str, str], pidfile: Path) -> tuple[subprocess
 
 
 def wait_stopped(proc: subprocess.Popen[bytes], pidfd: int, since: float) -> float:
-    """Milliseconds from ``since`` until the command exited; the runner must then exit 5."""
+    """Milliseconds from ``since`` until the command exited; the runner must then exit 83 (lock lost)."""
     if not select.select([pidfd], [], [], 60)[0]:
         raise SystemExit("the command was not stopped within 60 s of losing the lock")
     stopped = time.monotonic()
     os.close(pidfd)
-    if proc.wait(timeout=60) != 5:
-        raise SystemExit(f"the runner exited {proc.returncode} after losing its lock, not 5")
+    if proc.wait(timeout=60) != 83:
+        raise SystemExit(f"the runner exited {proc.returncode} after losing its lock, not 83")
     return (stopped - since) * 1000
 
 

@@ -211,6 +211,9 @@ class ReviewConfig(_Strict):
 
 class NotificationsConfig(_Strict):
     email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+    # Outside the sandbox a failure topic nobody reads is refused; say here why it is acceptable
+    # (for example: "subscribed by hand to the on-call pager") to allow it.
+    unsubscribed_reason: Annotated[str, StringConstraints(min_length=10)] | None = None
 
 
 class GithubConfig(_Strict):
@@ -250,6 +253,16 @@ class EnvironmentConfig(_Strict):
             raise ValueError("migrate.repository must differ from every app's repository")
         if not any(app.uses_schema for app in self.apps):
             raise ValueError("apps: at least one app must have uses_schema: true (the default release targets)")
+        return self
+
+    @model_validator(mode="after")
+    def _failures_reach_someone(self) -> EnvironmentConfig:
+        # Failed releases, dead-lettered end events and failed cleanups all go to the failure topic
+        # (docs/release.md); the sandbox may leave it unread, nothing else may without a reason.
+        if self.env_name != "sandbox" and self.notifications.email is None and self.notifications.unsubscribed_reason is None:
+            raise ValueError(
+                "notifications.email: set a subscriber for the failure topic (or notifications.unsubscribed_reason to say why nobody needs one)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -344,7 +357,7 @@ def _problem(error: Any, lines: Any = None) -> str:
     # that setting is where the problem is.
     named = re.match(r"([a-z_]+)(?:\.[a-z_]+)*: ", message) if not location else None
     if named:
-        location = (named.group(1),)
+        location = tuple(named.group(0)[:-2].split("."))
         message = message[named.end() :]
     where = _line_of(lines, location)
     prefix = f"line {where}: " if where else ""
@@ -467,7 +480,40 @@ def load_config(env_name: str, config_dir: Path = CONFIG_DIR) -> EnvironmentConf
     if "env_name" in raw:
         raise ConfigError([f"{shown}: env_name: do not set it, it is the file's name ({env_name})"])
     try:
-        return EnvironmentConfig.model_validate({"env_name": env_name, **raw})
+        config = EnvironmentConfig.model_validate({"env_name": env_name, **raw})
     except ValidationError as exc:
         problems = [f"{shown}: {_problem(error, document)}" for error in exc.errors()]
         raise ConfigError(problems, heading=f"{shown}: {len(problems)} problems:") from None
+    _refuse_shared_deploy_subject(config, config_dir, shown)
+    return config
+
+
+def _deploy_subject_key(github: Any) -> tuple[str, str, str] | None:
+    """What the deploy role's OIDC subject is made of (constructs/ci_access.py): repository,
+    GitHub environment (names are case-insensitive) and branch; None if the file does not say."""
+    if not isinstance(github, dict) or not isinstance(github.get("repository"), str):
+        return None
+    fields = GithubConfig.model_fields
+    environment = github.get("deploy_environment", fields["deploy_environment"].default)
+    branch = github.get("deploy_branch", fields["deploy_branch"].default)
+    return (str(github["repository"]).lower(), str(environment).lower(), str(branch))
+
+
+def _refuse_shared_deploy_subject(config: EnvironmentConfig, config_dir: Path, shown: Path) -> None:
+    """Two environments whose deploy roles trust one subject are one environment to IAM: a deploy
+    job of either could assume both roles."""
+    mine = _deploy_subject_key(config.github.model_dump())
+    for other in sorted(config_dir.glob("*.yaml")):
+        if other.stem == config.env_name:
+            continue
+        try:
+            raw = yaml.safe_load(other.read_text())
+        except (OSError, yaml.YAMLError):
+            continue  # that file's own load reports it
+        if isinstance(raw, dict) and _deploy_subject_key(raw.get("github")) == mine:
+            raise ConfigError(
+                [
+                    f"{shown}: github.deploy_environment: {config.github.deploy_environment!r} is also {other.name}'s "
+                    "(same repository and branch): both deploy roles would trust one OIDC subject; give each environment its own"
+                ]
+            )

@@ -1,13 +1,15 @@
 """GitHub Actions' access to one environment: OIDC federation and two least-privilege roles.
 
 - The deploy role serves the deploy workflow alone: its trust names the GitHub environment the
-  deploy jobs declare (`repo:<owner/name>:environment:<name>`), and that environment's protection
-  rule admits only the deploy branch (a one-time GitHub setting, docs/ci.md). It may push and
+  deploy jobs declare, the workflow file and the deploy branch (GitHub's customized subject
+  `repo:<o/r>:environment:<env>:job_workflow_ref:<o/r>/.github/workflows/deploy.yml@refs/heads/<branch>`,
+  a one-time repository setting, docs/ci.md), so IAM, not a GitHub setting alone, decides. It may push and
   re-tag images in the project's repositories, start, follow and stop releases, read the release
   record and the lease, the migrate task's logs and the environment's stack outputs. No ECS, no
   IAM, no KMS, no execution history: nothing a task definition holds reaches CI.
-- The review role is for pull requests (`repo:<owner/name>:pull_request`): it reads the four
-  stacks' templates and nothing else. `cdk diff` tries the CDK bootstrap roles, is refused, and
+- The review role is for the pull-request diff workflow (pr-diff.yml, started by workflow_run on
+  the default branch: it runs the base branch's tooling on the pull request's uploaded assembly, never
+  the pull request's code): it reads the four stacks' templates and nothing else. `cdk diff` tries the CDK bootstrap roles, is refused, and
   goes on with this role's own credentials (docs/ci.md, "cdk diff without the bootstrap roles").
 
 No long-lived keys: GitHub's OIDC token is exchanged for short-lived credentials, and each trust
@@ -47,13 +49,29 @@ ECR_PUSH_PULL_ACTIONS = [
 REVIEW_ACTIONS = ["cloudformation:DescribeStacks", "cloudformation:GetTemplate"]
 
 
+DEPLOY_WORKFLOW = ".github/workflows/deploy.yml"
+REVIEW_WORKFLOW = ".github/workflows/pr-diff.yml"
+#: The repository's subject template (docs/ci.md): the default claim keys, then the job's workflow.
+SUBJECT_CLAIM_KEYS = ("repo", "context", "job_workflow_ref")
+
+
 def github_subject_for_environment(repository: str, environment: str) -> str:
-    """The OIDC `sub` of a job that declares `environment: <environment>` (GitHub's default claim)."""
+    """GitHub's default OIDC `sub` of a job that declares `environment: <environment>`."""
     return f"repo:{repository}:environment:{environment}"
 
 
-def github_subject_for_pull_requests(repository: str) -> str:
-    return f"repo:{repository}:pull_request"
+def _job_workflow_ref(repository: str, workflow: str, branch: str) -> str:
+    return f"{repository}/{workflow}@refs/heads/{branch}"
+
+
+def github_deploy_subject(repository: str, environment: str, branch: str) -> str:
+    """The customized `sub` of a deploy.yml job on `branch` that declares `environment: <environment>`."""
+    return f"{github_subject_for_environment(repository, environment)}:job_workflow_ref:{_job_workflow_ref(repository, DEPLOY_WORKFLOW, branch)}"
+
+
+def github_review_subject(repository: str, branch: str) -> str:
+    """The customized `sub` of the pr-diff.yml job: workflow_run runs on the default branch (`branch`)."""
+    return f"repo:{repository}:ref:refs/heads/{branch}:job_workflow_ref:{_job_workflow_ref(repository, REVIEW_WORKFLOW, branch)}"
 
 
 class CiAccess(Construct):
@@ -68,6 +86,7 @@ class CiAccess(Construct):
         review_role_name: str,
         github_repository: str,
         deploy_environment: str,
+        deploy_branch: str,
         oidc_provider_arn: str | None,
         state_machine_arn: str,
         history_table_arn: str,
@@ -102,15 +121,15 @@ class CiAccess(Construct):
         else:
             self.oidc_provider_arn = oidc_provider_arn
 
-        self.deploy_subject = github_subject_for_environment(github_repository, deploy_environment)
-        self.review_subject = github_subject_for_pull_requests(github_repository)
+        self.deploy_subject = github_deploy_subject(github_repository, deploy_environment, deploy_branch)
+        self.review_subject = github_review_subject(github_repository, deploy_branch)
         stacks = [stack.format_arn(service="cloudformation", resource="stack", resource_name=f"{name}/*") for name in stack_names]
 
         self.deploy_role = iam.Role(
             self,
             "DeployRole",
             role_name=deploy_role_name,
-            description=f"GitHub Actions, {self.deploy_subject}: push images, start, follow and stop releases",
+            description=f"GitHub Actions, {deploy_environment} jobs of {DEPLOY_WORKFLOW} on {deploy_branch}: push images, start, follow and stop releases",
             assumed_by=self._github_principal(self.deploy_subject),
             max_session_duration=Duration.hours(max_session_hours),
             inline_policies={
@@ -147,7 +166,7 @@ class CiAccess(Construct):
             self,
             "ReviewRole",
             role_name=review_role_name,
-            description=f"GitHub Actions, {self.review_subject}: reads the environment's templates, for cdk diff",
+            description=f"GitHub Actions, {REVIEW_WORKFLOW} on {deploy_branch}: reads the environment's templates, for cdk diff",
             assumed_by=self._github_principal(self.review_subject),
             max_session_duration=Duration.hours(1),
             inline_policies={
@@ -199,10 +218,11 @@ class CiAccess(Construct):
                 actions=["states:DescribeExecution", "states:StopExecution"],
                 resources=[executions],
             ),
-            # The machine's data key, only through Step Functions (kms:ViaService). AWS does not say
-            # whether StartExecution needs the caller's KMS rights under a customer-managed key
-            # (docs/ci.md, "What CI may read"); with them it works either way, and they open nothing:
-            # this role may call no Step Functions API that returns history or intermediate state.
+            # The machine's data key, only through Step Functions (kms:ViaService): this role does
+            # hold kms:Decrypt on it. AWS documents StartExecution's KmsAccessDeniedException for a
+            # caller without the key (docs/ci.md, "What CI may read"), and what it can decrypt stays
+            # small: it may call no Step Functions API that returns history or intermediate state,
+            # and the machines log no execution data.
             iam.PolicyStatement(
                 sid="StartWithTheReleaseDataKey",
                 actions=["kms:GenerateDataKey", "kms:Decrypt"],

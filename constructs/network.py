@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Annotations, Validations
+from aws_cdk import Acknowledgment, Annotations, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 
 from config import VpcConfig
@@ -52,6 +53,20 @@ class Network(Construct):
                 )
             )
             flow_logs = logs.LogGroup(self, "FlowLogs", retention=log_retention)
-            vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
+            stack = Stack.of(self)
+            # Our own delivery role: only VPC Flow Logs, for this account's flow logs, may assume it
+            # (AWS's confused-deputy guard; the flow log's id is known only once it exists).
+            flow_role = iam.Role(
+                self,
+                "FlowLogRole",
+                description="VPC Flow Logs delivery to the flow-log group, for this account's flow logs only",
+                assumed_by=iam.ServicePrincipal("vpc-flow-logs.amazonaws.com").with_conditions(
+                    {
+                        "StringEquals": {"aws:SourceAccount": stack.account},
+                        "ArnLike": {"aws:SourceArn": stack.format_arn(service="ec2", resource="vpc-flow-log", resource_name="*")},
+                    }
+                ),
+            )
+            vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs, flow_role))
             self.vpc = vpc
         self.private_subnets = ec2.SubnetSelection(subnets=self.vpc.private_subnets)

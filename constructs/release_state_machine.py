@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aws_cdk import Annotations, ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_events as events
@@ -35,7 +37,7 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 
 from constructs import Construct
 from constructs.release_machine.asl import AppTarget, DefinitionSettings, Grant
-from constructs.release_machine.cleanup import build_cleanup
+from constructs.release_machine.cleanup import build_cleanup, cleanup_grants
 from constructs.release_machine.definition import build_release
 from release import contract, limits
 
@@ -160,6 +162,8 @@ class ReleaseStateMachine(Construct):
         )
         self._cleanup_machine(stack, settings)
         self.failure_topic: sns.Topic | None = self._failure_topic(stack, settings) if settings.failure_notifications else None
+        self._bind_log_delivery_grant(stack)
+        self._safety_net_alarms(stack, settings)
         self._suppress()
 
     # ---- state -------------------------------------------------------------------------------------
@@ -189,6 +193,7 @@ class ReleaseStateMachine(Construct):
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
             removal_policy=RemovalPolicy.RETAIN,
+            deletion_protection=True,  # the releases' audit trail: DeleteTable is refused until a person turns this off
         )
         # CloudFormation writes the initial value once; releases overwrite it.
         self.released_parameter = ssm.StringParameter(
@@ -201,10 +206,12 @@ class ReleaseStateMachine(Construct):
         )
 
     def _data_key(self, stack: Stack, name: str) -> kms.Key:
-        """Encrypts both machines' definitions, execution data and history. CDK grants each
-        machine's role its use (with the encryption context of its own ARN) and CloudWatch Logs'
-        delivery kms:Decrypt (to write execution data to the logs). No CI principal is granted
-        kms:Decrypt on it: the release record is the view of a release CI reads."""
+        """Encrypts both machines' definitions, execution data and history, and their log groups.
+        CDK grants each machine's role its use (with the encryption context of its own ARN) and log
+        delivery kms:Decrypt (bound below to this account's logs). The deploy role has kms:Decrypt
+        and GenerateDataKey on it only through Step Functions (kms:ViaService), to start releases;
+        it may call no Step Functions API that returns history or state (constructs/ci_access.py).
+        CloudWatch Logs may use it only for the two machines' log groups (encryption context)."""
         key = kms.Key(
             self,
             "DataKey",
@@ -212,7 +219,58 @@ class ReleaseStateMachine(Construct):
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
+        groups = [
+            stack.format_arn(service="logs", resource="log-group", resource_name=group, arn_format=ArnFormat.COLON_RESOURCE_NAME)
+            for group in (self._log_group_name(name), self._log_group_name(f"{name}-lease-cleanup"))
+        ]
+        # AWS's documented grant for a log group's KMS key, bound to these two groups by the
+        # encryption context CloudWatch Logs sends (docs/release.md, "Execution data").
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchLogsForTheMachinesLogGroups",
+                principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+                actions=[
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:ReEncryptFrom",
+                    "kms:ReEncryptTo",
+                    "kms:GenerateDataKey",
+                    "kms:GenerateDataKeyWithoutPlaintext",
+                    "kms:DescribeKey",
+                ],
+                resources=["*"],
+                conditions={"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": groups}},
+            )
+        )
         return key
+
+    @staticmethod
+    def _log_group_name(machine_name: str) -> str:
+        return f"/aws/vendedlogs/states/{machine_name}"
+
+    def _bind_log_delivery_grant(self, stack: Stack) -> None:
+        """CDK's key-policy grant to log delivery (added with the machines' logging) names no source:
+        it becomes kms:Decrypt for this account's log deliveries only. The ...IfExists operators: AWS
+        does not document whether delivery sends these keys on this call; present, they must match,
+        absent, the grant is as before (so logging keeps working either way)."""
+        cfn_key = self.data_key.node.default_child
+        assert isinstance(cfn_key, kms.CfnKey)
+        statements = stack.resolve(cfn_key.key_policy).get("Statement", [])
+        (index,) = [i for i, st in enumerate(statements) if st.get("Principal", {}).get("Service") == "delivery.logs.amazonaws.com"]
+        cfn_key.add_property_override(
+            f"KeyPolicy.Statement.{index}",
+            {
+                "Sid": "LogDeliveryForThisAccount",
+                "Effect": "Allow",
+                "Principal": {"Service": "delivery.logs.amazonaws.com"},
+                "Action": "kms:Decrypt",
+                "Resource": "*",
+                "Condition": {
+                    "StringEqualsIfExists": {"aws:SourceAccount": stack.account},
+                    "ArnLikeIfExists": {"aws:SourceArn": f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:*"},
+                },
+            },
+        )
 
     def _definition_settings(self, stack: Stack, s: ReleaseSettings) -> DefinitionSettings:
         def arn(service: str, resource: str, resource_name: str) -> str:
@@ -286,13 +344,20 @@ class ReleaseStateMachine(Construct):
         )
 
     def _log_group(self, construct_id: str, log_group_name: str, retention: logs.RetentionDays) -> logs.LogGroup:
-        return logs.LogGroup(self, construct_id, log_group_name=log_group_name, retention=retention, removal_policy=RemovalPolicy.RETAIN)
+        return logs.LogGroup(
+            self,
+            construct_id,
+            log_group_name=log_group_name,
+            retention=retention,
+            removal_policy=RemovalPolicy.RETAIN,
+            encryption_key=self.data_key,
+        )
 
     def _release_machine(self, stack: Stack, s: ReleaseSettings) -> None:
         definition, phase = build_release(self.definition_settings)
         self.definition = definition
         self.grants = phase.grants
-        self.log_group = self._log_group("Logs", f"/aws/vendedlogs/states/{s.name}", s.log_retention)
+        self.log_group = self._log_group("Logs", self._log_group_name(s.name), s.log_retention)
         self.role = self._machine_role(
             stack, "Role", self.state_machine_arn_by_name, f"{s.name}: resolve digests, hold the lease, migrate, deploy, record"
         )
@@ -304,7 +369,9 @@ class ReleaseStateMachine(Construct):
             state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_string(stack.to_json_string(definition)),
             role=self.role,
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            # Every event, no execution data: the record holds what a person needs, and a service's
+            # task definition (any plaintext value in it) never reaches a log (docs/release.md).
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
             tracing_enabled=True,
             encryption_configuration=sfn.CustomerManagedEncryptionConfiguration(self.data_key, Duration.minutes(5)),
             comment="One execution = one release. Input: {imageTag, services?, migrate?, startedBy?, note?, rollbackOf?}",
@@ -315,22 +382,16 @@ class ReleaseStateMachine(Construct):
     # ---- the cleanup machine, started by EventBridge when a release ends -----------------------------
     def _cleanup_machine(self, stack: Stack, s: ReleaseSettings) -> None:
         cluster_arn = self.definition_settings.cluster_arn
-        self.cleanup_log_group = self._log_group("CleanupLogs", f"/aws/vendedlogs/states/{s.name}-lease-cleanup", s.log_retention)
+        self.cleanup_log_group = self._log_group("CleanupLogs", self._log_group_name(f"{s.name}-lease-cleanup"), s.log_retention)
         self.cleanup_role = self._machine_role(
             stack, "CleanupRole", self.cleanup_arn_by_name, f"{s.name}-lease-cleanup: complete a release that ended"
         )
-        grants = [
-            Grant("FreeEndedLease", ("dynamodb:DeleteItem",), (self.lease_table.table_arn,)),
-            Grant("CompleteRecord", ("dynamodb:GetItem", "dynamodb:PutItem"), (self.history_table.table_arn,)),
-            Grant(
-                "StopLeftMigrateTask",
-                ("ecs:StopTask",),
-                (self.definition_settings.cluster_tasks_arn,),
-                {"ArnEquals": {"ecs:cluster": cluster_arn}},
-            ),
-            # ListTasks has no resource-level permission on tasks; the condition keeps it to the cluster.
-            Grant("FindMigrateTask", ("ecs:ListTasks",), ("*",), {"ArnEquals": {"ecs:cluster": cluster_arn}}),
-        ]
+        grants = cleanup_grants(
+            lease_table_arn=self.lease_table.table_arn,
+            history_table_arn=self.history_table.table_arn,
+            cluster_arn=cluster_arn,
+            cluster_tasks_arn=self.definition_settings.cluster_tasks_arn,
+        )
         self.cleanup_grants = grants
         self.cleanup_policy, self.cleanup_unscoped_policy = self._policies("Cleanup", self.cleanup_role, grants)
         self.cleanup_definition = build_cleanup(
@@ -343,7 +404,7 @@ class ReleaseStateMachine(Construct):
             state_machine_type=sfn.StateMachineType.EXPRESS,
             definition_body=sfn.DefinitionBody.from_string(stack.to_json_string(self.cleanup_definition)),
             role=self.cleanup_role,
-            logs=sfn.LogOptions(destination=self.cleanup_log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            logs=sfn.LogOptions(destination=self.cleanup_log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
             tracing_enabled=True,
             encryption_configuration=sfn.CustomerManagedEncryptionConfiguration(self.data_key, Duration.minutes(5)),
             comment=f"Completes a {s.name} execution that ended: stops its migrate task, frees its lease, completes its record",
@@ -357,6 +418,7 @@ class ReleaseStateMachine(Construct):
         events_role.add_to_policy(
             iam.PolicyStatement(sid="StartCleanup", actions=["states:StartExecution"], resources=[self.lease_cleanup.state_machine_arn])
         )
+        self._grant_cleanup_data_key(stack, events_role)
         self.cleanup_rule = events.Rule(
             self,
             "ReleaseEndedRule",
@@ -388,6 +450,103 @@ class ReleaseStateMachine(Construct):
             detail_type=["Step Functions Execution Status Change"],
             detail={"status": list(statuses), "stateMachineArn": [self.state_machine.state_machine_arn]},
         )
+
+    def _grant_cleanup_data_key(self, stack: Stack, events_role: iam.Role) -> None:
+        """StartExecution of a machine encrypted with a customer-managed key: AWS documents
+        KmsAccessDeniedException ("Either your KMS key policy or API caller does not have the
+        required permissions") without naming the KMS calls it makes for the caller. With these the
+        start works either way, and they open only what Step Functions does for this one machine
+        (kms:ViaService, the machine's ARN as encryption context); docs/release.md, "KMS on the
+        caller's behalf"."""
+        events_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="StartCleanupWithTheDataKey",
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[self.data_key.key_arn],
+                conditions={
+                    "StringEquals": {
+                        "kms:ViaService": f"states.{stack.region}.amazonaws.com",
+                        "kms:EncryptionContext:aws:states:stateMachineArn": self.cleanup_arn_by_name,
+                    }
+                },
+            )
+        )
+
+    # ---- the safety net's own alarms --------------------------------------------------------------------
+    def _safety_net_alarms(self, stack: Stack, s: ReleaseSettings) -> None:
+        """An end event EventBridge could not deliver (dead-letter queue) and a cleanup that failed or
+        timed out are told to the failure topic: nothing of the safety net fails silently."""
+        period = Duration.minutes(5)
+        self.dead_letter_alarm = cloudwatch.Alarm(
+            self,
+            "EventDeadLettersAlarm",
+            alarm_name=f"{s.name}-event-dead-letters",
+            alarm_description=f"{s.name}: an end-of-release event could not be delivered (cleanup not started, or failure not told)",
+            metric=self.dead_letters.metric_approximate_number_of_messages_visible(period=period, statistic="Maximum"),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        failed = cloudwatch.MathExpression(
+            expression="failed + timedOut",
+            using_metrics={
+                "failed": self.lease_cleanup.metric_failed(period=period, statistic="Sum"),
+                "timedOut": self.lease_cleanup.metric_timed_out(period=period, statistic="Sum"),
+            },
+            period=period,
+            label="cleanup executions failed or timed out",
+        )
+        self.cleanup_alarm = cloudwatch.Alarm(
+            self,
+            "CleanupFailedAlarm",
+            alarm_name=f"{s.name}-cleanup-failed",
+            alarm_description=f"{s.name}: the lease cleanup failed or timed out (lease, migrate task or record left as they were)",
+            metric=failed,
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        if self.failure_topic is None:
+            return
+        alarms = [self.dead_letter_alarm, self.cleanup_alarm]
+        for alarm in alarms:
+            alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.failure_topic))
+        # The topic's policy and key policy (written in _failure_topic) admit only the failed-release
+        # rule; CloudWatch publishes for these two alarms only. ARNs from the names: the alarms'
+        # own ARN attributes would make the key depend on the alarms that depend on the topic.
+        alarm_arns = [
+            stack.format_arn(service="cloudwatch", resource="alarm", resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME)
+            for name in (f"{s.name}-event-dead-letters", f"{s.name}-cleanup-failed")
+        ]
+        source = {"StringEquals": {"aws:SourceAccount": stack.account}, "ArnEquals": {"aws:SourceArn": alarm_arns}}
+        key = self.node.find_child("FailureTopicKey")
+        assert isinstance(key, kms.Key)
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AlarmsPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],
+                conditions=source,
+            )
+        )
+        topic_policy = self.node.find_child("FailureTopicPolicy")
+        assert isinstance(topic_policy, sns.CfnTopicPolicy)
+        document = dict(topic_policy.policy_document)
+        document["Statement"] = [
+            *document["Statement"],
+            {
+                "Sid": "SafetyNetAlarmsPublish",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": "sns:Publish",
+                "Resource": self.failure_topic.topic_arn,
+                "Condition": source,
+            },
+        ]
+        topic_policy.policy_document = document
 
     # ---- the failure topic -------------------------------------------------------------------------------
     def _failure_topic(self, stack: Stack, s: ReleaseSettings) -> sns.Topic:
@@ -492,18 +651,30 @@ class ReleaseStateMachine(Construct):
                     )
                 ],
             )
-        for policy, grants in ((self.policy, self.grants), (self.cleanup_policy, self.cleanup_grants)):
+        # Each policy's own reason: the cleanup machine runs no task and registers nothing.
+        reasons = (
+            (
+                self.policy,
+                self.grants,
+                "ecs:RunTask is limited to revisions of the migrate family (each release registers a new one) and to "
+                "the cluster by condition; DescribeTasks/StopTask to tasks in the cluster (ids are not known in advance); "
+                "ecs:TagResource only while registering a task definition or running a task (ecs:CreateAction).",
+            ),
+            (
+                self.cleanup_policy,
+                self.cleanup_grants,
+                "ecs:StopTask on tasks of the cluster (the left migrate task's id is known only at run time), "
+                "with the cluster also pinned by the ecs:cluster condition.",
+            ),
+        )
+        for policy, grants, reason in reasons:
             wildcards = sorted({r for g in grants if g.resources != ("*",) for r in g.resources if "*" in r})
             NagSuppressions.add_resource_suppressions(
                 policy,
                 [
                     NagPackSuppression(
                         id="AwsSolutions-IAM5",
-                        reason=(
-                            "ecs:RunTask is limited to revisions of the migrate family (each release registers a new one) and to "
-                            "the cluster by condition; DescribeTasks/StopTask to tasks in the cluster (ids are not known in advance); "
-                            "ecs:TagResource only while registering a task definition or running a task (ecs:CreateAction)."
-                        ),
+                        reason=reason,
                         applies_to=[f"Resource::{_nag_form(Stack.of(self).resolve(r))}" for r in wildcards],
                     )
                 ],

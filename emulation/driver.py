@@ -6,7 +6,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +56,9 @@ class Interpreter:
         self._lock = threading.Lock()
         self._machines: dict[str, str] = {}
         self.sfn: Any = None
+        self.migrate_roles: tuple[str, str] | None = None  # the synthesized migrate task definition's roles
+        # Called with the machine's ARN before each execution starts; raises to refuse the start.
+        self.on_start: Callable[[str], None] | None = None
 
     @property
     def fake(self) -> FakeAws:
@@ -63,22 +66,30 @@ class Interpreter:
 
     def reset(self, fake: FakeAws | None = None) -> FakeAws:
         self.clients.fake = fake or FakeAws()
+        if self.migrate_roles:
+            self.clients.fake.migrate_roles = self.migrate_roles
         interpreter.CLOCK.reset()
         return self.clients.fake
 
-    def machine(self, definition: dict[str, Any], name: str) -> str:
+    def machine(self, definition: dict[str, Any], name: str, *, as_machine: str | None = None, role_arn: str | None = None) -> str:
+        """A machine running `definition`. With `as_machine` (a synthesized state machine's ARN) it
+        stands for that machine: its Tasks call as `role_arn` and the event chain finds it."""
         body = json.dumps(definition)
-        key = f"{name}:{hash(body)}"
+        key = f"{name}:{hash(body)}:{as_machine}"
         with self._lock:
             if key not in self._machines:
                 self._machines[key] = self.sfn.create_state_machine(
                     name=f"{name}-{len(self._machines)}",
                     definition=body,
-                    roleArn=f"arn:aws:iam::{ACCOUNT}:role/release",
+                    roleArn=role_arn or f"arn:aws:iam::{ACCOUNT}:role/release",
                 )["stateMachineArn"]
+                if as_machine:
+                    interpreter.MACHINE_ALIASES[self._machines[key]] = as_machine
             return self._machines[key]
 
     def start(self, machine_arn: str, payload: Any, name: str | None = None) -> str:
+        if self.on_start is not None:
+            self.on_start(machine_arn)
         return str(
             self.sfn.start_execution(stateMachineArn=machine_arn, name=name or uuid.uuid4().hex[:20], input=json.dumps(payload))[
                 "executionArn"

@@ -2,7 +2,8 @@
 
 The interpreter's requests pass botocore's parameter validation (so a read-only field left in a
 RegisterTaskDefinition, or a misspelt argument, fails as it would against AWS); a `before-call`
-hook then answers from these fakes instead of the network. Errors are returned the way AWS
+hook then runs the checks (FakeClients.checks: authorization and the stricter parameter rules,
+emulation/strict.py) and answers from these fakes instead of the network. Errors are returned the way AWS
 returns them, so botocore raises its modeled exceptions and the interpreter names them.
 
 Time is the interpreter's virtual clock: a migration runs for `duration` virtual seconds, a
@@ -93,7 +94,7 @@ class FakeAws:
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     lease_items: dict[str, dict[str, Any]] = field(default_factory=dict)  # LeaseId -> item (the lease table)
     history: dict[str, dict[str, Any]] = field(default_factory=dict)  # Sk -> item (the release history table)
-    run_task_tokens: dict[str, str] = field(default_factory=dict)  # clientToken -> task ARN
+    run_task_tokens: dict[str, str] = field(default_factory=dict)  # cluster NUL clientToken -> task ARN NUL request
     parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
     migration: MigrationPlan = field(default_factory=MigrationPlan)
     rollouts: dict[str, RolloutPlan] = field(default_factory=dict)  # service -> plan
@@ -101,6 +102,12 @@ class FakeAws:
     # Errors the next calls of an operation fail with, one per call, before the handler runs
     # (transient failures: throttling, a 5xx). Operation name as in the API, e.g. "PutItem".
     faults: dict[str, list[FakeError]] = field(default_factory=dict)
+    # The migrate task definition's task and execution roles (emulation/world.py).
+    migrate_roles: tuple[str, str] = (f"arn:aws:iam::{ACCOUNT}:role/migrate-task", f"arn:aws:iam::{ACCOUNT}:role/migrate-execution")
+    # Calls a check refused: ("service:Operation", error code, message).
+    refusals: list[tuple[str, str, str]] = field(default_factory=list)
+    # Events EventBridge could not deliver, as the dead-letter queue holds them.
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
     # Called after every PutItem on the lease (to let a test free a lease "in time").
     on_put_item: Callable[[FakeAws, int], None] | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -167,6 +174,12 @@ class FakeAws:
     def records(self) -> list[dict[str, Any]]:
         """The release history's Summary documents, oldest first."""
         return [json.loads(item["Summary"]["S"]) for _, item in sorted(self.history.items())]
+
+    def refused(self, service: str, operation: str, params: dict[str, Any], error: FakeError) -> None:
+        """A call a check refused (authorization, parameters): logged like the calls that ran."""
+        with self._lock:
+            self.calls.append(Call(at=CLOCK.now(), service=service, operation=operation, params=copy.deepcopy(params), error=error.code))
+            self.refusals.append((f"{service}:{operation}", error.code, error.message))
 
     # ---- queries for assertions ---------------------------------------------------------------------
     def operations(self, service: str | None = None) -> list[str]:
@@ -263,15 +276,22 @@ class FakeAws:
         if network.get("assignPublicIp") != "DISABLED":
             raise FakeError("InvalidParameterException", "the fake insists on assignPublicIp DISABLED")
         token = params.get("clientToken")
-        if token and token in self.run_task_tokens:
-            # ECS: the same clientToken and parameters return the first call's result.
-            return {"tasks": [self._describe_task(self.run_task_tokens[token])], "failures": []}
+        if token:
+            # ECS: a token is idempotent per cluster; the same token and parameters return the first
+            # call's task, the same token with other parameters is a ConflictException.
+            request = json.dumps({"cluster": cluster, "taskDefinition": taskDefinition, **params}, sort_keys=True, default=str)
+            token = f"{cluster}\0{token}"
+            if token in self.run_task_tokens:
+                task_arn, first = self.run_task_tokens[token].split("\0", 1)
+                if first != request:
+                    raise FakeError("ConflictException", "The specified client token has already been used with different parameters.")
+                return {"tasks": [self._describe_task(task_arn)], "failures": []}
         if self.migration.failures:
             return {"tasks": [], "failures": copy.deepcopy(self.migration.failures)}
         task_id = hashlib.sha256(str(next(self._ids)).encode()).hexdigest()[:32]
         task_arn = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{CLUSTER}/{task_id}"
         if token:
-            self.run_task_tokens[token] = task_arn
+            self.run_task_tokens[token] = f"{task_arn}\0{request}"
         plan = copy.deepcopy(self.migration)
         self.tasks[task_arn] = {
             "plan": plan,
@@ -331,7 +351,11 @@ class FakeAws:
                 container["reason"] = container_reason
 
     def _ecs_DescribeTasks(self, tasks: list[str], cluster: str | None = None, **_: Any) -> dict[str, Any]:
-        return {"tasks": [self._describe_task(t) for t in tasks if t in self.tasks], "failures": []}
+        # ECS answers a task it does not know (or no longer shows) in failures, reason MISSING.
+        return {
+            "tasks": [self._describe_task(t) for t in tasks if t in self.tasks],
+            "failures": [{"arn": t, "reason": "MISSING"} for t in tasks if t not in self.tasks],
+        }
 
     def _ecs_StopTask(self, task: str, cluster: str | None = None, reason: str = "", **_: Any) -> dict[str, Any]:
         if task in self.tasks and not self.tasks[task]["stopped"]:
@@ -490,11 +514,19 @@ class FakeAws:
         return {"Version": version, "Tier": "Standard"}
 
 
+# A check runs before the fake answers: (service, operation model, parameters, fake); it raises
+# FakeError to refuse the call as AWS would (emulation/strict.py installs authorization and
+# parameter validation). A handler added above is checked like every other: its operation needs a
+# row in emulation/authorization.py's RULES, and its parameters pass emulation/parameters.py.
+Check = Callable[[str, Any, dict[str, Any], "FakeAws"], None]
+
+
 class FakeClients:
     """Real botocore clients (cached per service) whose requests the current FakeAws answers."""
 
     def __init__(self) -> None:
         self.fake = FakeAws()
+        self.checks: list[Check] = []
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
@@ -524,6 +556,12 @@ class FakeClients:
         service = model.service_model.service_name
         params = context.get("fake_api_params", {})
         try:
+            for check in self.checks:
+                try:
+                    check(service, model, params, self.fake)
+                except FakeError as refused:
+                    self.fake.refused(service, model.name, params, refused)
+                    raise
             body = self.fake.handle(service, model.name, params)
             return AWSResponse("https://fake", 200, {}, None), {**body, "ResponseMetadata": {"HTTPStatusCode": 200, "RequestId": "fake"}}
         except FakeError as error:

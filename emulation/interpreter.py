@@ -21,6 +21,21 @@ each covered by tests/release/test_release_interpreter.py:
 5. aws-sdk error names. Step Functions names an aws-sdk error "<Service>.<Error>" with the service in
    PascalCase ("Ecs.", "Ecr.", "Ssm."); moto knows the spelling only for DynamoDB and Step Functions.
 
+7. Who calls. Each Task's AWS calls are made as its execution's role (the context object's
+   Execution.RoleArn): `current_caller()` tells the fakes, which authorize the call
+   (emulation/authorization.py). moto's own state_credentials (a Task's Credentials field) are
+   not used by the release.
+
+8. States.DataLimitExceeded is terminal. AWS: it is "a terminal error that can't be caught by the
+   States.ALL error type"; unpatched, a States.ALL Retry or Catch catches it. moto already fails a
+   task result or state output of 256 KiB or more with it; the .sync result is checked too.
+
+9. The machine's own TimeoutSeconds on the virtual clock: unpatched, moto waits for it in real
+   seconds (hours for the release), so no execution ever ended TIMED_OUT.
+
+10. The history cap: an execution whose history would pass 25,000 events fails (States.Runtime
+   here: AWS documents the cap, not the error name; config keeps the worst case below it).
+
 6. A stopped execution stays stopped. StopExecution ends an execution ABORTED; unpatched, an error
    raised by the Task that was running when it was stopped overwrites the stop, and the execution
    ends FAILED through the definition's Catch (a race: it showed as a flaky test).
@@ -45,12 +60,14 @@ from collections.abc import Callable
 from typing import Any
 
 from moto.stepfunctions.parser.api import EvaluationFailedEventDetails, HistoryEventType
+from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent, FailureEventException
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.common.string.string_expression import StringJSONata
 from moto.stepfunctions.parser.asl.component.intrinsic.jsonata import get_intrinsic_functions_declarations
+from moto.stepfunctions.parser.asl.component.program.program import Program
 from moto.stepfunctions.parser.asl.component.state.exec import execute_state
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_aws_sdk,
@@ -64,12 +81,14 @@ from moto.stepfunctions.parser.asl.eval import states as eval_states
 from moto.stepfunctions.parser.asl.eval import variable_store
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
 from moto.stepfunctions.parser.asl.jsonata.jsonata import extract_jsonata_variable_references
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from moto.stepfunctions.parser.backend import execution_worker
+from moto.stepfunctions.parser.utils import TMP_THREADS
 
 # botocore and jsonata-python ship no type information.
 jsonata: Any = importlib.import_module("jsonata")
@@ -289,6 +308,86 @@ def _set_error_unless_stopped(self: Any, error: Any) -> None:
             _UNPATCHED_SET_ERROR(self, error)
 
 
+# ---- patch 7: who calls --------------------------------------------------------------------------------
+_CALLER = threading.local()
+_UNPATCHED_EVAL_EXECUTION = StateTaskService._eval_execution
+# moto's state machine ARN -> the synthesized machine's ARN (Interpreter.machine registers it).
+MACHINE_ALIASES: dict[str, str] = {}
+
+
+def current_caller() -> tuple[str, str] | None:
+    """(role ARN, state machine ARN) of the Task running in this thread, None outside a Task."""
+    caller: tuple[str, str] | None = getattr(_CALLER, "value", None)
+    return caller
+
+
+def _eval_execution_as_role(self: StateTaskService, env: Any) -> None:
+    context = env.states.context_object.context_object_data
+    machine = str(context.get("StateMachine", {}).get("Id", ""))
+    previous = getattr(_CALLER, "value", None)
+    _CALLER.value = (str(context.get("Execution", {}).get("RoleArn", "")), MACHINE_ALIASES.get(machine, machine))
+    try:
+        _UNPATCHED_EVAL_EXECUTION(self, env)
+    finally:
+        _CALLER.value = previous
+
+
+# ---- patch 8: States.DataLimitExceeded is not caught by States.ALL ---------------------------------
+_UNPATCHED_ERROR_EQUALS = ErrorEqualsDecl._eval_body
+_DATA_LIMIT = StatesErrorName(typ=StatesErrorNameType.StatesStatesDataLimitExceeded)
+_STATES_ALL = StatesErrorName(typ=StatesErrorNameType.StatesALL)
+
+
+def _error_equals(self: ErrorEqualsDecl, env: Any) -> None:
+    if env.stack and env.stack[-1] == _DATA_LIMIT and _STATES_ALL in self.error_names:
+        env.stack.pop()
+        env.stack.append(False)
+        return
+    _UNPATCHED_ERROR_EQUALS(self, env)
+
+
+_UNPATCHED_CALLBACK_AFTER = state_task_service_callback.StateTaskServiceCallback._after_eval_execution
+
+
+def _callback_after_eval_execution(self: Any, env: Any, *args: Any, **kwargs: Any) -> None:
+    """The .sync result (DescribeTasks' task) counts against the quota like any task result."""
+    if self._is_integration_pattern():
+        self._verify_size_quota(env=env, value=env.stack[-1])
+    _UNPATCHED_CALLBACK_AFTER(self, env, *args, **kwargs)
+
+
+# ---- patch 9: the machine's TimeoutSeconds in virtual seconds ----------------------------------------
+def _program_eval(self: Program, env: Any) -> None:
+    timeout = self.timeout_seconds.timeout_seconds if self.timeout_seconds else None
+    env.next_state_name = self.start_at.start_at_name
+    worker = threading.Thread(target=super(Program, self).eval, args=(env,), daemon=True)
+    TMP_THREADS.append(worker)
+    started = CLOCK.now()
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.002)
+        if timeout is not None and worker.is_alive() and CLOCK.now() - started >= timeout:
+            env.set_timed_out()
+            return
+
+
+# ---- patch 10: the 25,000-event history cap ------------------------------------------------------------
+HISTORY_CAP = 25_000
+_UNPATCHED_ADD_EVENT = EventManager.add_event
+
+
+class HistoryLimitExceededError(RuntimeError):
+    """Raised inside the state that would write event 25,001: the program fails the execution."""
+
+
+def _add_event_within_cap(self: EventManager, *args: Any, **kwargs: Any) -> int:
+    if len(self._history_event_list) >= HISTORY_CAP - 1 and not getattr(self, "_capped", False):
+        setattr(self, "_capped", True)  # noqa: B010 - moto's class has no such field; the ExecutionFailed event still gets written
+        raise HistoryLimitExceededError(f"the execution history reached its cap of {HISTORY_CAP} events")
+    event_id: int = _UNPATCHED_ADD_EVENT(self, *args, **kwargs)
+    return event_id
+
+
 def install(client_factory: Callable[[str, str], Any]) -> None:
     """Patch the interpreter (once per process) and route its AWS calls to `client_factory`."""
 
@@ -308,6 +407,11 @@ def install(client_factory: Callable[[str, str], Any]) -> None:
         (StateTaskService, "_normalise_parameters", _normalise_parameters),
         (StateTaskService, "_normalise_response", _normalise_response),
         (Environment, "set_error", _set_error_unless_stopped),
+        (StateTaskService, "_eval_execution", _eval_execution_as_role),
+        (ErrorEqualsDecl, "_eval_body", _error_equals),
+        (Program, "eval", _program_eval),
+        (EventManager, "add_event", _add_event_within_cap),
+        (state_task_service_callback.StateTaskServiceCallback, "_after_eval_execution", _callback_after_eval_execution),
         # Virtual time.
         (retrier_decl, "time", _VirtualTime),
         (state_task_service_callback, "time", _VirtualTime),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from typing import Any
 
 from emulation.fakes import ACCOUNT, REGION
@@ -35,7 +36,7 @@ class Resolver:
     def _resource(self, logical_id: str) -> dict[str, Any]:
         return dict(self.template.get("Resources", {}).get(logical_id, {}))
 
-    def ref(self, logical_id: str) -> str:
+    def ref(self, logical_id: str) -> str:  # noqa: PLR0911 - one return per resource type
         if logical_id in PSEUDO:
             return PSEUDO[logical_id]
         if logical_id in self.template.get("Parameters", {}):
@@ -57,9 +58,15 @@ class Resolver:
             return "sg-0" + logical_id.lower()[-16:]
         if kind == "AWS::StepFunctions::StateMachine":
             return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{self.value(props.get('StateMachineName', logical_id))}"
+        if kind == "AWS::KMS::Key":
+            return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.stack_name}/{logical_id}"))
+        if kind == "AWS::SQS::Queue":
+            return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{self.value(props.get('QueueName', logical_id.lower()))}"
+        if kind == "AWS::SNS::Topic":
+            return f"arn:aws:sns:{REGION}:{ACCOUNT}:{self.value(props.get('TopicName', logical_id.lower()))}"
         return logical_id.lower()
 
-    def get_att(self, logical_id: str, attribute: str) -> str:
+    def get_att(self, logical_id: str, attribute: str) -> str:  # noqa: PLR0911 - one return per resource type
         resource = self._resource(logical_id)
         kind = resource.get("Type", "")
         name = self.ref(logical_id)
@@ -72,6 +79,14 @@ class Resolver:
             return f"arn:aws:iam::{ACCOUNT}:role/{name}"
         if kind == "AWS::DynamoDB::Table" and attribute == "Arn":
             return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+        if kind == "AWS::Events::Rule" and attribute == "Arn":
+            return f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{self.value(resource.get('Properties', {}).get('Name', name))}"
+        if kind == "AWS::KMS::Key" and attribute == "Arn":
+            return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{name}"
+        if kind == "AWS::SQS::Queue" and attribute == "Arn":
+            return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name.rsplit('/', 1)[-1]}"
+        if kind == "AWS::SQS::Queue" and attribute == "QueueName":
+            return name.rsplit("/", 1)[-1]
         return f"{name}-{attribute.lower()}"
 
     def import_value(self, export_name: str) -> Any:

@@ -44,7 +44,13 @@ def container(name: str, image: str, group: str, prefix: str) -> dict[str, objec
 
 
 def build_world(fake: FakeAws, tags: tuple[str, ...] = ("abc1234",), *, circuit_breaker: bool = True) -> FakeAws:
-    """Images for `tags` in every repository, a migrate family, five services on revision 1."""
+    """Images for `tags` in every repository, a migrate family, five services on revision 1.
+
+    The roles are the example environment's: the migrate task definition's from the synthesized
+    template when the interpreter knows it (`fake.migrate_roles`), the services' as config/example.yaml
+    names them (only the API has a task role), so the release's iam:PassRole is checked against
+    the roles it will really pass."""
+    task_role, execution_role = fake.migrate_roles
     for tag in tags:
         fake.push_image(MIGRATE_REPOSITORY, tag)
         for app in APPS:
@@ -52,8 +58,8 @@ def build_world(fake: FakeAws, tags: tuple[str, ...] = ("abc1234",), *, circuit_
     fake.add_task_definition(
         {
             "family": MIGRATE_FAMILY,
-            "taskRoleArn": f"arn:aws:iam::{ACCOUNT}:role/migrate-task",
-            "executionRoleArn": f"arn:aws:iam::{ACCOUNT}:role/migrate-execution",
+            "taskRoleArn": task_role,
+            "executionRoleArn": execution_role,
             "networkMode": "awsvpc",
             "requiresCompatibilities": ["FARGATE"],
             "cpu": "256",
@@ -71,10 +77,11 @@ def build_world(fake: FakeAws, tags: tuple[str, ...] = ("abc1234",), *, circuit_
         tags=[{"key": "project", "value": "cashsouk"}],
     )
     for app in APPS:
+        roles = {"taskRoleArn": f"arn:aws:iam::{ACCOUNT}:role/cashsouk-{app.key}-task"} if app.key == "api" else {}
         arn = fake.add_task_definition(
             {
                 "family": app.family,
-                "taskRoleArn": f"arn:aws:iam::{ACCOUNT}:role/cashsouk-{app.key}-task",
+                **roles,
                 "executionRoleArn": EXECUTION_ROLE,
                 "networkMode": "awsvpc",
                 "requiresCompatibilities": ["FARGATE"],

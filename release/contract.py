@@ -36,8 +36,17 @@ TAG_FIRST_CHARACTERS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvw
 TAG_CHARACTERS: Final = TAG_FIRST_CHARACTERS + ".-"
 TAG_MAX_LENGTH: Final = 128
 TAG_PATTERN: Final = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
-# Step Functions execution names are at most 80 characters; ECS RunTask's clientToken at most 64.
-MAX_EXECUTION_NAME: Final = 80
+# The execution name: Step Functions allows up to 80 characters, but the release passes it raw to
+# ECS RunTask as startedBy (up to 128 letters, numbers, '-', '/', '_') and clientToken (up to 64
+# ASCII 33-126), and the lease cleanup finds the migrate task by startedBy = execution name. One
+# rule satisfies both: 1-64 of A-Z a-z 0-9 _ -. ValidateInput refuses any other name (InvalidInput,
+# before anything is taken); the CLI's generated names (release/naming.py) always pass it.
+EXECUTION_NAME_CHARACTERS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+MAX_EXECUTION_NAME: Final = 64
+EXECUTION_NAME_PATTERN: Final = "[A-Za-z0-9_-]{1,64}"
+EXECUTION_NAME_RULE: Final = (
+    "execution name: must be 1-64 characters of A-Z a-z 0-9 _ - (ECS takes it as the migrate task's startedBy and clientToken)"
+)
 MAX_CLIENT_TOKEN: Final = 64
 
 # ---- the lease (one release at a time per environment) -----------------------------------------
@@ -71,21 +80,27 @@ SERVICE_OUTCOMES: Final = ("deployed", "failed", "untouched")
 MIGRATE_APP: Final = "migrate"  # the migrate image's key among the digests (never an app name)
 MIGRATE_CONTAINER_NAME: Final = "migrate"
 MIGRATE_LOG_STREAM_PREFIX: Final = "migrate"
+# RunTask's container override: the absolute deadline (integer Unix epoch seconds) the runner
+# honours besides its own MIGRATE_DEADLINE_SECONDS (the earlier of the two wins).
+MIGRATE_DEADLINE_AT_ENV: Final = "MIGRATE_DEADLINE_AT"
 
-# ---- the migration runner's exit codes (migrate/runner.py) -------------------------------------
+# ---- the migration runner's exit codes (migrate/runnerlib/exits.py) ---------------------------
 # The runner is copied into the migrate image alone, so it keeps its own EXIT_* constants;
 # tests/migrate/test_migrate_config.py checks they equal these. The release names each in its cause.
-RUNNER_EXIT_DEADLINE: Final = 6  # the runner's own deadline stopped the command: MigrationTimedOut
+# The runner's own codes sit in 80-89; a command's own code in that range reads as 88, so any other
+# code is the command's own (1, 2, 6 … are never "nothing ran").
+RUNNER_EXIT_DEADLINE: Final = 84  # the runner's own deadline stopped the command: MigrationTimedOut
 RUNNER_EXIT_MEANINGS: Final[dict[int, str]] = {
-    2: "runner configuration error, nothing ran",
-    3: "database unreachable for the whole connect wait, nothing ran",
-    4: "another migration held the lock for the whole lock wait, nothing ran",
-    5: "lock lost while the command ran: the command was stopped",
+    80: "runner configuration error, nothing ran",
+    81: "database unreachable for the whole connect wait, nothing ran",
+    82: "another migration held the lock for the whole lock wait, nothing ran",
+    83: "lock lost while the command ran: the command was stopped",
     RUNNER_EXIT_DEADLINE: "the runner's deadline passed: the command was stopped",
-    7: "the database refused the login, nothing ran",
-    70: "internal error of the runner",
-    126: "the migration command is not executable",
-    127: "the migration command was not found",
+    85: "the database refused the login, nothing ran",
+    86: "the migration command is not executable, nothing ran",
+    87: "the migration command was not found, nothing ran",
+    88: "the migration command failed with an exit code in the runner's reserved range 80-89 (its code is in the log)",
+    89: "internal error of the runner",
     137: "killed (SIGKILL)",
 }
 

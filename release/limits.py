@@ -15,8 +15,52 @@ from dataclasses import dataclass
 HISTORY_EVENT_LIMIT = 25_000
 # ecs:DescribeServices: "You may specify up to 10 services to describe in a single operation."
 MAX_SERVICES = 10
+# Step Functions: "The maximum size of the input or output of a task ... is 256 KiB" (a larger task
+# result is States.DataLimitExceeded, which no Catch can handle). docs/release.md.
+TASK_RESULT_QUOTA_BYTES = 256 * 1024
+# ecs:DescribeServices returns up to 100 of a service's most recent events. AWS documents no
+# maximum length for an event's message; a message names the service, tasks, target groups and
+# a reason: 1 KiB per event (id, time and message as JSON) is taken as the worst case, and the
+# rest of a service description (deployments, load balancers, network, tags) as 16 KiB.
+SERVICE_EVENTS_MAX = 100
+SERVICE_EVENT_BYTES_WORST = 1024
+SERVICE_WITHOUT_EVENTS_BYTES_WORST = 16 * 1024
+# Services per DescribeServices call (CheckServices maps over them; the deploy phase describes
+# one service at a time anyway): the worst-case result must stay within half the quota.
+DESCRIBE_SERVICES_BATCH = 1
+
+
+def describe_services_worst_case_bytes(services_per_call: int = DESCRIBE_SERVICES_BATCH) -> int:
+    return services_per_call * (SERVICE_WITHOUT_EVENTS_BYTES_WORST + SERVICE_EVENTS_MAX * SERVICE_EVENT_BYTES_WORST)
+
+
 # Every wait (migration, rollout) polls this often: the latency a wait adds is at most this.
 POLL_SECONDS = 10
+# After StopTask the release waits for STOPPED, polling this often, for the migrate container's
+# stop timeout (ECS sends SIGTERM, then SIGKILL after it: 30 s by default, at most 120 s on
+# Fargate) plus this margin for ECS to report the task STOPPED.
+STOP_POLL_SECONDS = 5
+STOP_TIMEOUT_DEFAULT_SECONDS = 30
+STOP_TIMEOUT_MAX_SECONDS = 120
+STOP_MARGIN_SECONDS = 30
+# The runner's absolute deadline (RunTask's MIGRATE_DEADLINE_AT) is the release's migration bound,
+# counted from RunTask, less this margin: the runner's stop grace (20 s, migrate/runner.py), the
+# task reaching STOPPED, and one poll of the release fit in it, so the runner's own exit 6 is
+# what the release sees, not its own bound.
+RUNNER_DEADLINE_MARGIN_SECONDS = 60
+
+
+def runner_deadline_offset(migrate_timeout_seconds: int) -> int:
+    """Seconds after RunTask at which the runner must have stopped the command (never less than
+    half the bound, for very short bounds)."""
+    return max(migrate_timeout_seconds - RUNNER_DEADLINE_MARGIN_SECONDS, migrate_timeout_seconds // 2)
+
+
+def stop_polls(stop_timeout_seconds: int) -> int:
+    """DescribeTasks polls after StopTask before giving up on seeing STOPPED."""
+    return math.ceil((min(stop_timeout_seconds, STOP_TIMEOUT_MAX_SECONDS) + STOP_MARGIN_SECONDS) / STOP_POLL_SECONDS)
+
+
 LEASE_RETRY_SECONDS = 15
 # Attempts of a retried AWS call after the first (throttling, 5xx), with full jitter.
 TRANSIENT_RETRIES = 5
@@ -27,8 +71,8 @@ TRANSIENT_RETRIES = 5
 _TASK = 5
 _RETRY = 3
 _POLL = 2 + _TASK + 2 + _RETRY  # Wait, DescribeServices/DescribeTasks, Choice, one retry
-_FIXED = 60 * (_TASK + _RETRY * TRANSIENT_RETRIES)  # every state outside the loops, all retried
-_PER_IMAGE = 4 + _TASK + _RETRY * TRANSIENT_RETRIES  # a Map iteration resolving one digest
+_FIXED = 70 * (_TASK + _RETRY * TRANSIENT_RETRIES)  # every state outside the loops, all retried
+_PER_IMAGE = 4 + _TASK + _RETRY * TRANSIENT_RETRIES  # a Map iteration: one digest, or one service's check
 _PER_SERVICE = 10 * (_TASK + _RETRY * TRANSIENT_RETRIES)
 
 
@@ -57,6 +101,8 @@ class ReleaseBounds:
             + _PER_IMAGE * (self.services + 1)
             + _RETRY * self.lease_attempts
             + _POLL * self.migration_polls
+            + _POLL * stop_polls(STOP_TIMEOUT_MAX_SECONDS)
+            + _PER_IMAGE * self.services
             + self.services * (_PER_SERVICE + _POLL * self.rollout_polls)
         )
 

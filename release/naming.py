@@ -13,10 +13,13 @@ from release.errors import ExitCode, ReleaseError
 
 # A Docker image tag: what ECR accepts and what the state machine checks again.
 TAG_PATTERN = re.compile(contract.TAG_PATTERN)
-# Step Functions execution names: 1-80 characters; these are safe everywhere (logs, ARNs, URLs).
+# Execution names follow contract.EXECUTION_NAME_PATTERN (the state machine refuses others).
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+NAME_PATTERN = re.compile(contract.EXECUTION_NAME_PATTERN)
 MAX_NAME = contract.MAX_EXECUTION_NAME
-_TAG_PART = 48
+# "-10svc-nomig-<8 hex>-<attempt>" takes at most 24 of the 64 characters (release/starting.py
+# tries at most 50 attempts: 2 digits), so a full 40-character git SHA is kept whole.
+_TAG_PART = MAX_NAME - 24
 
 
 def validate_tag(tag: str) -> str:
@@ -55,7 +58,8 @@ def canonical_json(payload: dict[str, Any]) -> str:
 
 
 def execution_name(payload: dict[str, Any], attempt: int = 1, default_services: int | None = None) -> str:
-    """`<tag>-<scope>-<mig|nomig>-<hash of the input>[-<attempt>]`, at most 80 characters.
+    """`<tag>-<scope>-<mig|nomig>-<hash of the input>[-<attempt>]` (a recovery:
+    `<tag>-status|resolve-<hash>[-<attempt>]`), at most 64 characters.
 
     The same request always gets the same name, so starting it again while it runs attaches to
     it; the hash keeps two requests whose tags differ only in '.' vs '-' apart.
@@ -75,7 +79,7 @@ def execution_name(payload: dict[str, Any], attempt: int = 1, default_services: 
         name = f"{tag}-{scope}-{migrate}-{digest}"
     if attempt > 1:
         name = f"{name}-{attempt}"
-    assert len(name) <= MAX_NAME, name
+    assert NAME_PATTERN.fullmatch(name), name
     return name
 
 

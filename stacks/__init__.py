@@ -9,6 +9,7 @@ from aws_cdk import App, Aspects, Environment, Tags
 from cdk_nag import AwsSolutionsChecks
 
 from config import EnvironmentConfig
+from stacks.checkov import CheckovAcceptance
 from stacks.ci_stack import CiStack
 from stacks.data_stack import DataStack
 from stacks.images_stack import ImagesStack
@@ -72,6 +73,9 @@ def add_environment(app: App, config: EnvironmentConfig) -> EnvironmentStacks:
     )
     stacks = EnvironmentStacks(data=data, images=images, release=release, ci=ci)
     for stack in stacks.all:
+        # Every environment's stacks hold or reference data that outlives a mistake (the database,
+        # the release history, the images): deleting one takes a deliberate switch first (docs/ci.md).
+        stack.termination_protection = True
         Tags.of(stack).add("project", config.name_prefix, exclude_resource_types=_UNTAGGABLE)
         Tags.of(stack).add("environment", config.env_name, exclude_resource_types=_UNTAGGABLE)
     return stacks
@@ -80,6 +84,7 @@ def add_environment(app: App, config: EnvironmentConfig) -> EnvironmentStacks:
 def add_environments(app: App, configs: Sequence[EnvironmentConfig]) -> dict[str, EnvironmentStacks]:
     """Each environment's stacks in `app`, all checked by cdk-nag on every synth."""
     environments = {config.env_name: add_environment(app, config) for config in configs}
+    Aspects.of(app).add(CheckovAcceptance())
     add_cdk_nag(app)
     return environments
 

@@ -44,6 +44,7 @@ class CiStack(Stack):
             review_role_name=github_role_name(config.name_prefix, config.env_name, "review"),
             github_repository=config.github.repository,
             deploy_environment=config.github.deploy_environment,
+            deploy_branch=config.github.deploy_branch,
             oidc_provider_arn=config.github.oidc_provider_arn,
             state_machine_arn=state_machine_arn,
             history_table_arn=history_table_arn,

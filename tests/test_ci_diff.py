@@ -159,7 +159,7 @@ def aws(synthesized: Synthesized) -> Iterator[tuple[str, IamGate]]:
 
 @pytest.fixture(scope="module")
 def diff(aws: tuple[str, IamGate], synthesized: Synthesized, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
-    """The diff step as pull-request.yml runs it, on the session's cloud assembly (no second synth)."""
+    """The diff step as pr-diff.yml runs it (`cdk diff --app <assembly dir>`), on the session's cloud assembly."""
     url, _ = aws
     home = tmp_path_factory.mktemp("home")
     env = {

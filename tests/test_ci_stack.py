@@ -13,8 +13,8 @@ import pytest
 import yaml
 from aws_cdk.assertions import Template
 
-from config import EnvironmentConfig, load_config
-from constructs.ci_access import ECR_PUSH_PULL_ACTIONS, github_subject_for_environment
+from config import ConfigError, EnvironmentConfig, load_config
+from constructs.ci_access import ECR_PUSH_PULL_ACTIONS, github_deploy_subject, github_review_subject, github_subject_for_environment
 from release.environment import load_environment
 from tests.support import ROOT, Synthesized
 
@@ -237,14 +237,23 @@ def test_release_record_is_read_from_its_table_only(ci: Template) -> None:
 @pytest.mark.parametrize(
     ("suffix", "subject"),
     [
-        ("-github-deploy", "repo:Malcan-Technologies/shoraka:environment:production"),
-        ("-github-review", "repo:Malcan-Technologies/shoraka:pull_request"),
+        (
+            "-github-deploy",
+            "repo:Malcan-Technologies/shoraka:environment:production"
+            ":job_workflow_ref:Malcan-Technologies/shoraka/.github/workflows/deploy.yml@refs/heads/main",
+        ),
+        (
+            "-github-review",
+            "repo:Malcan-Technologies/shoraka:ref:refs/heads/main"
+            ":job_workflow_ref:Malcan-Technologies/shoraka/.github/workflows/pr-diff.yml@refs/heads/main",
+        ),
     ],
 )
 def test_trust_is_exactly_one_oidc_subject(ci: Template, suffix: str, subject: str) -> None:
     """StringEquals on aud and sub, nothing else: no StringLike, no wildcard admitting another
-    workflow, branch or event. The deploy role's subject is the GitHub environment's, which only
-    jobs declaring `environment: production` get, and its protection rule admits only main."""
+    workflow, branch or event. The subjects are the repository's customized ones (docs/ci.md): the
+    deploy role admits only deploy.yml on main in the `production` environment, the review role only
+    pr-diff.yml on main (workflow_run: base-branch tooling, never a pull request's code)."""
     template = ci
     (statement,) = _role(template, suffix)["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
@@ -262,8 +271,45 @@ def test_trust_is_exactly_one_oidc_subject(ci: Template, suffix: str, subject: s
 def test_deploy_subject_follows_the_configured_environment(example: EnvironmentConfig) -> None:
     assert example.github.deploy_environment == "production"
     assert github_subject_for_environment("o/r", "staging") == "repo:o/r:environment:staging"
-    # A branch subject (any workflow on main) and a pull request subject are different strings.
-    assert github_subject_for_environment("o/r", "production") not in {"repo:o/r:ref:refs/heads/main", "repo:o/r:pull_request"}
+    deploy = github_deploy_subject("o/r", "staging", "main")
+    assert deploy == "repo:o/r:environment:staging:job_workflow_ref:o/r/.github/workflows/deploy.yml@refs/heads/main"
+    # The default (uncustomized) subjects of an environment, a branch and a pull request are other strings.
+    assert deploy not in {"repo:o/r:environment:staging", "repo:o/r:ref:refs/heads/main", "repo:o/r:pull_request"}
+    assert github_review_subject("o/r", "main") != github_deploy_subject("o/r", "main", "main")
+
+
+def test_each_environment_has_its_own_deploy_subject(synthesized: Synthesized) -> None:
+    subjects = set()
+    for env in ("example", "sandbox"):
+        role = _role(synthesized.template(env, "ci"), "-github-deploy")
+        (statement,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        subjects.add(statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"])
+    assert len(subjects) == 2
+
+
+@pytest.mark.parametrize(
+    ("other", "refused"),
+    [
+        ({}, True),  # the default environment, production, like the example's
+        ({"deploy_environment": "PRODUCTION"}, True),  # GitHub environment names ignore case
+        ({"deploy_environment": "staging"}, False),
+        ({"deploy_branch": "release"}, False),
+        ({"repository": "other/repo"}, False),
+    ],
+)
+def test_config_refuses_two_environments_sharing_one_deploy_subject(tmp_path: Any, other: dict[str, str], refused: bool) -> None:
+    example = yaml.safe_load((ROOT / "config" / "example.yaml").read_text())
+    (tmp_path / "prod.yaml").write_text(yaml.safe_dump(example))
+    staging = dict(example)
+    staging["github"] = {k: v for k, v in example["github"].items() if k != "deploy_environment"} | other
+    (tmp_path / "staging.yaml").write_text(yaml.safe_dump(staging))
+    if not refused:
+        assert load_config("staging", tmp_path).github.repository
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_config("staging", tmp_path)
+    (line,) = str(caught.value).splitlines()
+    assert "github.deploy_environment" in line and "prod.yaml" in line
 
 
 def test_review_role_reads_the_four_templates_and_nothing_else(ci: Template) -> None:

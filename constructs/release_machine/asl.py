@@ -32,11 +32,22 @@ def _both(service: str, names: Sequence[str]) -> list[str]:
     return [f"{s}.{n}" for n in names for s in spellings]
 
 
-ECS_TRANSIENT = _both("ecs", ["ThrottlingException", "ServerException", "EcsException", "AmazonECSException"])
-ECR_TRANSIENT = _both("ecr", ["ThrottlingException", "ServerException", "EcrException"])
+# "<Service>.SdkClientException": the SDK inside Step Functions lost the connection mid-request
+# (reported for every aws-sdk service); the call may or may not have reached the service, so it is
+# retried only where a retry is harmless (every call here: reads, conditional writes, RunTask with
+# its clientToken, UpdateService with the same task definition).
+SDK_CLIENT = ["SdkClientException"]
+ECS_TRANSIENT = _both("ecs", ["ThrottlingException", "ServerException", "EcsException", "AmazonECSException", *SDK_CLIENT])
+ECR_TRANSIENT = _both("ecr", ["ThrottlingException", "ServerException", "EcrException", *SDK_CLIENT])
 SSM_TRANSIENT = _both(
-    "ssm", ["ThrottlingException", "InternalServerError", "InternalServerErrorException", "SsmException", "TooManyUpdatesException"]
+    "ssm",
+    ["ThrottlingException", "InternalServerError", "InternalServerErrorException", "SsmException", "TooManyUpdatesException", *SDK_CLIENT],
 )
+# UpdateService only: ECS reports ELB throttling during UpdateService as ClientException. The same
+# name covers real client errors (a bad parameter); retrying one of those only delays the failure
+# by the retrier's backoff (at most about a minute). A retried UpdateService with the same task
+# definition and no forceNewDeployment starts no second deployment (docs/release.md, "Retries").
+ECS_UPDATE_SERVICE_TRANSIENT = [*ECS_TRANSIENT, *_both("ecs", ["ClientException"])]
 # The optimized DynamoDB integration: "DynamoDB.<error code>". Two transient codes have no
 # "Exception" suffix in DynamoDB's API; Step Functions' guide says to add it: both are listed.
 DYNAMODB_TRANSIENT = [
@@ -47,6 +58,7 @@ DYNAMODB_TRANSIENT = [
     "DynamoDB.RequestLimitExceeded",
     "DynamoDB.RequestLimitExceededException",
     "DynamoDB.AmazonDynamoDBException",
+    "DynamoDB.SdkClientException",
 ]
 # ECR's own "not found" errors: the only ones that become ImageNotFound (a throttle never does).
 IMAGE_MISSING_ERRORS = _both("ecr", ["ImageNotFoundException", "RepositoryNotFoundException"])
@@ -101,6 +113,12 @@ DEPLOYED_SO_FAR = (
     "$count($d) > 0 ? '; already deployed: ' & $join($d, ', ') : '')"
 )
 EXECUTION_ARN = "$states.context.Execution.Id"
+# How many times this execution was redriven (AWS: "The value of the RedriveCount context object is
+# 0, if you've not yet redriven an execution"); guarded, so an engine without it reads 0.
+REDRIVES = "($r := $states.context.Execution.RedriveCount; $exists($r) ? $r : 0)"
+# When this attempt's machine timeout started counting: redrive resets it ("the state machine level
+# timeout, if defined, is reset to 0"), and RedriveTime exists only once redriven.
+ATTEMPT_STARTED = "($t := $states.context.Execution.RedriveTime; $exists($t) ? $t : $states.context.Execution.StartTime)"
 
 
 @dataclass(frozen=True)
@@ -197,6 +215,18 @@ def fail_with(error_name: str, cause: str, phase: str, **more: str) -> State:
         "phase": phase,
         **{k: expr(v) for k, v in more.items()},
     }
+
+
+def rule_scoped_assigns(states: dict[str, State]) -> dict[str, State]:
+    """Every Choice of `states` without a state-level Assign: its default's Assign moves into a last
+    rule whose Condition is true (same Next). The States Language spec says a chosen rule's Assign
+    replaces the state-level one; AWS's guide says the state-level block "applies regardless of
+    which choice rule matches". With no state-level Assign both readings assign the same."""
+    for state in states.values():
+        if state.get("Type") == "Choice" and "Assign" in state:
+            otherwise = {"Condition": "{% true %}", "Assign": state.pop("Assign"), "Next": state["Default"]}
+            state["Choices"] = [*state["Choices"], otherwise]
+    return states
 
 
 def catch_all(cause_prefix: str, phase: str, *, error_name: str = ERROR, **more: str) -> State:

@@ -2,7 +2,7 @@
 
     validate  ValidateInput ─▶ RecordStart ─▶ CheckServices ─▶ ServicesReady
     hold      CheckHold ─▶ Held (releases held: ReleaseHeld, nothing taken)
-    recovery  HasServicesToCheck, ReleasesSomething: a migrate status/resolve execution (recovery.py)
+    recovery  ReleasesSomething: a migrate status/resolve execution releases nothing (recovery.py)
     images    ResolveImages (Map: ecr:DescribeImages per repository)
     lease     AcquireLease (conditional PutItem, retried while another release holds it)
     migrate   ShouldMigrate ─▶ CheckLeaseBeforeMigration ─▶ Describe/Register migrate revision
@@ -33,7 +33,7 @@ from constructs.release_machine.lease import ACQUIRE_LEASE, lease_phase
 from constructs.release_machine.migrate import SHOULD_MIGRATE, migrate_phase
 from constructs.release_machine.record import RECORD_RELEASE, RELEASE_LEASE, failure_phase, progress_record, record_phase
 from constructs.release_machine.recovery import RELEASES_SOMETHING, recovery_phase
-from constructs.release_machine.validate import CHECK_SERVICES, VALIDATE_INPUT, validate_phase
+from constructs.release_machine.validate import VALIDATE_INPUT, validate_phase
 
 RECORD_MIGRATED = "RecordMigrated"
 
@@ -48,9 +48,7 @@ def build_release(s: DefinitionSettings) -> tuple[dict[str, Any], Phase]:
     phase.add(migrate_phase(s, RECORD_MIGRATED, RECORD_MIGRATED))
     phase.states[RECORD_MIGRATED] = progress_record(s, NEXT_SERVICE)
     phase.add(deploy_phase(s, RELEASES_SOMETHING))
-    phase.add(
-        recovery_phase(s, check_services=CHECK_SERVICES, after_check=CHECK_HOLD, record_release=RECORD_RELEASE, skip_record=RELEASE_LEASE)
-    )
+    phase.add(recovery_phase(s, record_release=RECORD_RELEASE, skip_record=RELEASE_LEASE))
     phase.add(record_phase(s))
     phase.add(failure_phase(s))
     definition = {

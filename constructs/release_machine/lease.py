@@ -1,16 +1,26 @@
 """Phase "lease": one release at a time per environment (a DynamoDB conditional write with an owner
-and an expiry), and the re-check of the owner before anything changes (a late or redriven
-execution that no longer holds it fails ReleaseInProgress instead of acting without it)."""
+and an expiry), and the re-check of the holder before anything changes (a late or redriven
+execution that no longer holds it fails ReleaseInProgress instead of acting without it).
+
+The lease names its `Owner` (the execution ARN: the cleanup machine and people read it) and its
+`Holder`, the ARN and the redrive count of the attempt that took it. Redrive keeps the execution
+ARN but resets the machine timeout, so a lease is valid only for the attempt that took it: a
+redriven execution that resumes past AcquireLease fails the next holder check and changes
+nothing; one that resumes at AcquireLease takes the lease as its own attempt, with an expiry
+counted from the redrive.
+"""
 
 from __future__ import annotations
 
 from constructs.release_machine.asl import (
+    ATTEMPT_STARTED,
     CAUSE,
     CONDITIONAL_CHECK_FAILED,
     DEPLOYED_SO_FAR,
     DYNAMODB_TRANSIENT,
     EXECUTION_ARN,
     FAIL_RELEASE,
+    REDRIVES,
     STATES_ALL,
     DefinitionSettings,
     Grant,
@@ -24,12 +34,14 @@ from release import contract, limits
 
 ACQUIRE_LEASE = "AcquireLease"
 READ_LEASE_HOLDER = "ReadLeaseHolder"
-OWNER_IS_ME = {":me": {"S": expr(EXECUTION_ARN)}}
+HOLDER = EXECUTION_ARN + " & '#' & $string(" + REDRIVES + ")"
+HOLDER_IS_ME = {":holder": {"S": expr(HOLDER)}}
 NOW_EPOCH = "$string($floor($millis() / 1000))"
 
 
 def lease_phase(s: DefinitionSettings, next_state: str) -> Phase:
-    expires = "$string($floor($toMillis($states.context.Execution.StartTime) / 1000) + " + str(s.execution_timeout_seconds + 60) + ")"
+    # The attempt's machine timeout (redrive resets it) + 60 s.
+    expires = "$string($floor($toMillis(" + ATTEMPT_STARTED + ") / 1000) + " + str(s.execution_timeout_seconds + 60) + ")"
     holder = "$states.result.Item"
     wait = str(s.lease_wait_seconds)
     states: dict[str, State] = {
@@ -42,13 +54,13 @@ def lease_phase(s: DefinitionSettings, next_state: str) -> Phase:
                 "Item": {
                     "LeaseId": {"S": contract.LEASE_ID},
                     "Owner": {"S": expr(EXECUTION_ARN)},
+                    "Holder": {"S": expr(HOLDER)},
                     "ImageTag": {"S": "{% $imageTag %}"},
                     "AcquiredAt": {"S": "{% $now() %}"},
                     "ExpiresAt": {"N": expr(expires)},
                 },
-                "ConditionExpression": "attribute_not_exists(LeaseId) OR ExpiresAt < :now OR #owner = :me",
-                "ExpressionAttributeNames": {"#owner": "Owner"},
-                "ExpressionAttributeValues": {":now": {"N": expr(NOW_EPOCH)}, **OWNER_IS_ME},
+                "ConditionExpression": "attribute_not_exists(LeaseId) OR ExpiresAt < :now OR Holder = :holder",
+                "ExpressionAttributeValues": {":now": {"N": expr(NOW_EPOCH)}, **HOLDER_IS_ME},
             },
             "Output": "{% $states.input %}",
             "Assign": {"leaseReleased": False, "phase": "migrate"},
@@ -106,20 +118,26 @@ def lease_phase(s: DefinitionSettings, next_state: str) -> Phase:
     return Phase(states, grants)
 
 
-def check_lease(s: DefinitionSettings, before: str, phase: str, next_state: str) -> State:
-    """A conditional UpdateItem that succeeds only while this execution owns the lease (it also
-    stamps when it last checked). Not the owner: ReleaseInProgress, and nothing more is changed."""
-    return {
+def check_lease(s: DefinitionSettings, before: str, phase: str, next_state: str, *, assign: dict[str, str] | None = None) -> State:
+    """A conditional UpdateItem that succeeds only while this attempt of this execution holds the
+    lease (it also stamps when it last checked). Not the holder: ReleaseInProgress, and nothing
+    more is changed. `assign`: variables set when the check passed."""
+    not_holder = (
+        "(" + REDRIVES + " > 0 ? 'this execution was redriven (redrive ' & $string(" + REDRIVES + ") & '): a redriven release "
+        "never acts on the lease of its earlier attempt: not " + before + "; start a new release' : "
+        "'this execution no longer holds the release lease (it expired, the lease cleanup freed it after the "
+        "execution failed, or another release took it): not " + before + "; start a new release') & " + DEPLOYED_SO_FAR
+    )
+    state: State = {
         "Type": "Task",
-        "Comment": f"Still the lease owner? Checked right before {before}.",
+        "Comment": f"Still the lease holder? Checked right before {before}.",
         "Resource": "arn:aws:states:::dynamodb:updateItem",
         "Arguments": {
             "TableName": s.lease_table_name,
             "Key": {"LeaseId": {"S": contract.LEASE_ID}},
             "UpdateExpression": "SET CheckedAt = :now",
-            "ConditionExpression": "#owner = :me",
-            "ExpressionAttributeNames": {"#owner": "Owner"},
-            "ExpressionAttributeValues": {":now": {"S": "{% $now() %}"}, **OWNER_IS_ME},
+            "ConditionExpression": "Holder = :holder",
+            "ExpressionAttributeValues": {":now": {"S": "{% $now() %}"}, **HOLDER_IS_ME},
         },
         "Output": "{% $states.input %}",
         "Retry": [retry_transient(DYNAMODB_TRANSIENT)],
@@ -129,12 +147,10 @@ def check_lease(s: DefinitionSettings, before: str, phase: str, next_state: str)
                 "Assign": {
                     "errorName": contract.RELEASE_IN_PROGRESS,
                     "phase": phase,
-                    # Not ours: nothing to free (the failure path must not delete another's lease).
+                    # Not this attempt's: nothing to free (the failure path must not delete a lease
+                    # it does not hold; the cleanup machine frees this execution's own, if any).
                     "leaseReleased": True,
-                    "errorCause": expr(
-                        "'this execution no longer holds the release lease (it expired, the lease cleanup freed it after the "
-                        "execution failed, or another release took it): not " + before + "; start a new release' & " + DEPLOYED_SO_FAR
-                    ),
+                    "errorCause": expr(not_holder),
                 },
                 "Next": FAIL_RELEASE,
             },
@@ -142,3 +158,6 @@ def check_lease(s: DefinitionSettings, before: str, phase: str, next_state: str)
         ],
         "Next": next_state,
     }
+    if assign:
+        state["Assign"] = assign
+    return state

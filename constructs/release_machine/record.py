@@ -3,7 +3,8 @@ freeing the lease, and the failure path every phase ends in when something goes 
 
 Variables every phase keeps current (assigned by ValidateInput, then updated):
 `$record` (the fixed part: execution, name, kind, tag, who, note, start), `$recordKey`, `$phase`,
-`$errorName`, `$errorCause`, `$digests`, `$migration`, `$serviceResults`, `$leaseReleased`.
+`$errorName`, `$errorCause`, `$digests`, `$migration`, `$serviceResults`, `$leaseReleased`,
+`$migrationMayRun` (a migrate task the release asked to stop was not yet seen STOPPED).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from constructs.release_machine.asl import (
     expr,
     js,
     retry_transient,
+    rule_scoped_assigns,
 )
 from release import contract
 
@@ -159,7 +161,9 @@ def failure_phase(s: DefinitionSettings) -> Phase:
     states: dict[str, State] = {
         FAIL_RELEASE: {
             "Type": "Choice",
-            "Choices": [{"Condition": "{% $leaseReleased %}", "Assign": ENDED, "Next": RECORD_FAILURE}],
+            # Not held, or held while a migrate task the release asked to stop may still run: the
+            # lease is freed only once that task is STOPPED (the cleanup machine, or its expiry).
+            "Choices": [{"Condition": "{% $leaseReleased or $migrationMayRun %}", "Assign": ENDED, "Next": RECORD_FAILURE}],
             "Default": RELEASE_LEASE_AFTER_FAILURE,
             "Assign": ENDED,
         },
@@ -185,7 +189,7 @@ def failure_phase(s: DefinitionSettings) -> Phase:
             "Cause": "{% $errorCause %}",
         },
     }
-    return Phase(states, [])
+    return Phase(rule_scoped_assigns(states), [])
 
 
 def _record_grants(s: DefinitionSettings) -> list[Grant]:

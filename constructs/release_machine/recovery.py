@@ -4,17 +4,16 @@ command from MIGRATE_ACTION and MIGRATE_RESOLVE, container-override environment 
 the same lease, advisory lock and record as a release, and deploys no service.
 
 What this module adds to the other phases: the input checks (appended to ValidateInput's list),
-the variables (`$migrateAction`, `$migrateResolve`), the override environment, the skip of the
-service pre-flight when no service is requested, and the skip of the "released" parameter (a
-recovery releases nothing: the parameter keeps naming the last release).
+the variables (`$migrateAction`, `$migrateResolve`), the override environment, and the skip of the
+"released" parameter (a recovery releases nothing: the parameter keeps naming the last release).
+The pre-flight check of the services is a Map over them: with none requested it calls nothing.
 """
 
 from __future__ import annotations
 
-from constructs.release_machine.asl import DefinitionSettings, Phase, State, expr, js
+from constructs.release_machine.asl import DefinitionSettings, Phase, State, expr, js, rule_scoped_assigns
 from release import contract
 
-HAS_SERVICES = "HasServicesToCheck"
 RELEASES_SOMETHING = "ReleasesSomething"
 _IN = "$states.input"
 
@@ -74,26 +73,19 @@ def allows_no_services() -> str:
 
 
 def container_environment() -> str:
-    """JSONata: the migrate container's override environment for the runner."""
+    """JSONata (an array): the runner's MIGRATE_ACTION, and MIGRATE_RESOLVE for a resolve."""
     return (
-        "{% [{'Name': " + js(contract.MIGRATE_ACTION_ENV) + ", 'Value': $migrateAction}, "
+        "[{'Name': " + js(contract.MIGRATE_ACTION_ENV) + ", 'Value': $migrateAction}, "
         "$migrateAction = "
         + js(contract.ACTION_RESOLVE)
         + " ? {'Name': "
         + js(contract.MIGRATE_RESOLVE_ENV)
-        + ", 'Value': $migrateResolve} : ()] %}"
+        + ", 'Value': $migrateResolve} : ()]"
     )
 
 
-def recovery_phase(s: DefinitionSettings, *, check_services: str, after_check: str, record_release: str, skip_record: str) -> Phase:
+def recovery_phase(s: DefinitionSettings, *, record_release: str, skip_record: str) -> Phase:
     states: dict[str, State] = {
-        HAS_SERVICES: {
-            "Type": "Choice",
-            "Comment": "A recovery (migrate status/resolve) names no service: nothing to check (DescribeServices needs one).",
-            "Choices": [{"Condition": "{% $count($services) > 0 %}", "Assign": {"phase": "validate"}, "Next": check_services}],
-            "Default": after_check,
-            "Assign": {"phase": "images"},
-        },
         RELEASES_SOMETHING: {
             "Type": "Choice",
             "Comment": "A recovery releases nothing: the released parameter keeps naming the last release.",
@@ -102,4 +94,4 @@ def recovery_phase(s: DefinitionSettings, *, check_services: str, after_check: s
             "Assign": {"phase": "record"},
         },
     }
-    return Phase(states, [])
+    return Phase(rule_scoped_assigns(states), [])

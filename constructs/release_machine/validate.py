@@ -20,13 +20,15 @@ from constructs.release_machine.asl import (
     expr,
     js,
     retry_transient,
+    rule_scoped_assigns,
 )
 from constructs.release_machine.record import put_record
-from release import contract
+from release import contract, limits
 
 VALIDATE_INPUT = "ValidateInput"
 RECORD_START = "RecordStart"
 CHECK_SERVICES = "CheckServices"
+DESCRIBE_ONE_SERVICE = "DescribeOneService"
 SERVICES_READY = "ServicesReady"
 TEXT = contract.MAX_TEXT_FIELD
 # JSON null as an expression: CDK's Stack.to_json_string drops keys whose value is None.
@@ -46,6 +48,17 @@ def tag_problem(tag: str) -> str:
     )
 
 
+def name_problem() -> str:
+    """JSONata: the execution name's problem, or nothing (contract.EXECUTION_NAME_PATTERN, checked
+    character by character like the tag)."""
+    allowed = js(contract.EXECUTION_NAME_CHARACTERS)
+    return (
+        "($n := " + EXECUTION_NAME + "; ($length($n) < 1 or $length($n) > " + str(contract.MAX_EXECUTION_NAME) + " "
+        "or $count($filter($split($n, ''), function($c) { $not($contains(" + allowed + ", $c)) })) > 0) "
+        "? " + js(contract.EXECUTION_NAME_RULE + "; start it with python -m release start, or name it so") + " : ())"
+    )
+
+
 def input_problems(s: DefinitionSettings, default_services: list[str]) -> str:
     known = js([a.app for a in s.apps])
     allowed = js(list(contract.INPUT_FIELDS) + list(contract.RECOVERY_INPUT_FIELDS))
@@ -57,7 +70,8 @@ def input_problems(s: DefinitionSettings, default_services: list[str]) -> str:
         "$unknown := $isObject ? [$filter([$keys($in)], function($k) { $not($k in " + allowed + ") })] : []; "
         "$tag := $isObject ? $lookup($in, 'imageTag'); $svc := $isObject ? $lookup($in, 'services'); "
         "$badApps := $type($svc) = 'array' ? [$filter($svc, function($v) { $type($v) != 'string' or $not($v in $known) })] : []; "
-        '$not($isObject) ? [\'input: must be a JSON object such as {"imageTag": "<tag>"}\'] : ['
+        "$nameProblem := " + name_problem() + "; "
+        '$not($isObject) ? [$nameProblem, \'input: must be a JSON object such as {"imageTag": "<tag>"}\'] : [$nameProblem, '
         "$count($unknown) > 0 ? 'input: unknown field ' & $join($unknown, ', ') & ' (allowed: ' & $join(" + allowed + ", ', ') & ')' : (), "
         "$not($exists($tag)) ? 'imageTag: required' : " + tag_problem("$tag") + ", "
         "$not($exists($svc)) ? () : "
@@ -121,7 +135,11 @@ def initial_variables(s: DefinitionSettings, default_services: list[str]) -> dic
         "errorName": NULL,
         "errorCause": NULL,
         "digests": expr("{}"),
-        "migration": expr("{'outcome': 'not-run', 'exitCode': null, 'reason': null, 'taskArn': null, 'stoppedByRelease': false}"),
+        "migration": expr(
+            "{'outcome': 'not-run', 'exitCode': null, 'reason': null, 'taskArn': null, 'taskDefinition': null, "
+            "'logGroup': null, 'logStream': null, 'deadlineAt': null, 'stoppedByRelease': false}"
+        ),
+        "migrationMayRun": False,
         "services": expr(services),
         "serviceResults": expr("$merge([{}, " + services + ".{app: {'outcome': 'untouched', 'taskDefinition': null, 'reason': null}}])"),
         "serviceIndex": 0,
@@ -156,21 +174,20 @@ def validate_phase(s: DefinitionSettings, next_state: str) -> Phase:
             "Default": RECORD_START,
             "Assign": variables,
         },
-        RECORD_START: {**put_record(s, js(contract.STATUS_RUNNING), ended=False), "Next": recovery.HAS_SERVICES},
+        RECORD_START: {**put_record(s, js(contract.STATUS_RUNNING), ended=False), "Next": CHECK_SERVICES},
         **_check_services(s, next_state),
     }
     grants = [Grant("CheckAndDeployServices", ("ecs:DescribeServices",), tuple(a.service_arn for a in s.apps))]
-    return Phase(states, grants)
+    return Phase(rule_scoped_assigns(states), grants)
 
 
 def _check_services(s: DefinitionSettings, next_state: str) -> dict[str, State]:
     # rolloutState (what a rollout is waited on) is reported only for the rolling update (ECS)
     # deployment type, and not behind a Classic Load Balancer (ECS API reference, Deployment).
-    problems = (
-        "[$services.("
-        "$name := service; $found := $states.result.Services[ServiceName = $name]; "
+    problem = (
+        "($name := $states.input.service; $found := $states.result.Services[ServiceName = $name]; "
         "$cb := $found.DeploymentConfiguration.DeploymentCircuitBreaker; "
-        "$not($exists($found)) ? 'service ' & $name & ' not found in cluster ' & " + js(s.cluster_name) + " : "
+        "$p := $not($exists($found)) ? 'service ' & $name & ' not found in cluster ' & " + js(s.cluster_name) + " : "
         "$found.Status != 'ACTIVE' ? 'service ' & $name & ' is ' & $found.Status : "
         "($exists($found.DeploymentController.Type) and $found.DeploymentController.Type != 'ECS') "
         "? 'service ' & $name & ' uses the ' & $found.DeploymentController.Type & ' deployment controller: a release needs ECS rolling deployments' : "
@@ -179,17 +196,33 @@ def _check_services(s: DefinitionSettings, next_state: str) -> dict[str, State]:
         "$count($found.LoadBalancers[$exists(LoadBalancerName)]) > 0 "
         "? 'service ' & $name & ' is behind a Classic Load Balancer, for which ECS reports no rollout state: move it to a target group' : "
         "($cb.Enable = true and $cb.Rollback = true) ? () "
-        ": 'service ' & $name & ' has no deployment circuit breaker with rollback (enable both on the service)'"
-        ")]"
+        ": 'service ' & $name & ' has no deployment circuit breaker with rollback (enable both on the service)'; "
+        "$exists($p) ? $p : null)"
     )
+    describe_one: State = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::aws-sdk:ecs:describeServices",
+        "Arguments": {"Cluster": s.cluster_name, "Services": ["{% $states.input.service %}"]},
+        # Only the problem (or null) leaves the iteration: the Map's result stays small.
+        "Output": expr(problem),
+        "Retry": [retry_transient(ECS_TRANSIENT)],
+        "End": True,
+    }
     return {
         CHECK_SERVICES: {
-            "Type": "Task",
-            "Comment": "Pre-flight: one DescribeServices call for every requested service (at most 10).",
-            "Resource": "arn:aws:states:::aws-sdk:ecs:describeServices",
-            "Arguments": {"Cluster": s.cluster_name, "Services": "{% [$services.service] %}"},
-            "Assign": {"serviceProblems": expr(problems)},
-            "Retry": [retry_transient(ECS_TRANSIENT)],
+            "Type": "Map",
+            "Comment": (
+                f"Pre-flight: DescribeServices for {limits.DESCRIBE_SERVICES_BATCH} service per call (up to 100 events each: "
+                "one call's result stays far below the 256 KiB task-result quota, release/limits.py)."
+            ),
+            "Items": "{% $services %}",
+            "MaxConcurrency": 5,
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "INLINE"},
+                "StartAt": DESCRIBE_ONE_SERVICE,
+                "States": {DESCRIBE_ONE_SERVICE: describe_one},
+            },
+            "Assign": {"serviceProblems": "{% [$filter($states.result, function($p) { $type($p) = 'string' })] %}"},
             "Catch": [catch_all("checking the services", "validate")],
             "Next": SERVICES_READY,
         },

@@ -20,8 +20,9 @@ from release.commands import COMMANDS
 REPO = Path(__file__).resolve().parents[2]
 CODE = [*sorted((REPO / "release").rglob("*.py")), *sorted((REPO / "constructs").rglob("*.py")), *sorted((REPO / "config").rglob("*.py"))]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-# `docs/x.md, "Section"` or `docs/x.md, 'Section'` (a section named after a file).
-SECTION_REFERENCE = re.compile(r"(docs/[a-z_-]+\.md), [\"']([^\"']+)[\"']")
+# `docs/x.md, "Section"` or `docs/x.md, 'Section'` (a section named after a file), also across a
+# comment's line break.
+SECTION_REFERENCE = re.compile(r"(docs/[a-z_-]+\.md), (?:\"([^\"]+)\"|'([^']+)')")
 FILE_REFERENCE = re.compile(r"\b(docs/[a-z_.-]+\.(?:md|json))\b")
 
 
@@ -38,7 +39,9 @@ def test_every_doc_reference_in_the_code_resolves() -> None:
         text = source.read_text()
         for match in FILE_REFERENCE.finditer(text):
             assert (REPO / match.group(1)).exists(), f"{source.relative_to(REPO)} names {match.group(1)}, which does not exist"
-        for doc, section in SECTION_REFERENCE.findall(text):
+        flat = re.sub(r"\s*\n\s*#?\s*", " ", text)
+        for doc, double, single in SECTION_REFERENCE.findall(flat):
+            section = double or single
             headings = _headings(REPO / doc)
             assert any(section.lower() in heading.lower() for heading in headings), (
                 f"{source.relative_to(REPO)} points at {doc}, {section!r}: no such section ({headings})"

@@ -100,7 +100,9 @@ def test_missing_output(aws: None, config_dir: Path, capsys: pytest.CaptureFixtu
 
 
 def test_credentials_for_another_account(aws: None, config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (config_dir / "other.yaml").write_text((config_dir / f"{ENV}.yaml").read_text().replace("123456789012", "210987654321"))
+    # Its own GitHub environment too: config refuses two environments sharing one deploy subject.
+    other = (config_dir / f"{ENV}.yaml").read_text().replace("123456789012", "210987654321")
+    (config_dir / "other.yaml").write_text(other.replace("deploy_environment: production", "deploy_environment: other"))
     assert main(["outputs", "--env", "other", "--config-dir", str(config_dir)]) == ExitCode.AWS
     line = _one_line(capsys.readouterr().err)
     assert "credentials are for account 123456789012, but environment other is account 210987654321" in line

@@ -1,4 +1,4 @@
-"""The runner's configuration: exit code 2 with one line naming the variable; URL building."""
+"""The runner's configuration: exit code 80 with one line naming the variable; URL building."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import pytest
 
 from release import contract
 from tests.migrate.runner_harness import PASSWORD, REPO, RUNNER
+
+EXIT_CONFIG = 80
 
 GOOD = {
     "DB_HOST": "db.internal.example",
@@ -96,9 +98,9 @@ def without(name: str) -> dict[str, str]:
         ),
     ],
 )
-def test_bad_configuration_exits_2_with_one_line(env: dict[str, str], variable: str) -> None:
+def test_bad_configuration_exits_80_with_one_line(env: dict[str, str], variable: str) -> None:
     proc = run(env)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.returncode == EXIT_CONFIG, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert variable in lines[0]
@@ -107,22 +109,22 @@ def test_bad_configuration_exits_2_with_one_line(env: dict[str, str], variable: 
     assert proc.stdout == ""  # it stopped before connecting
 
 
-def test_command_not_found_exits_127_before_connecting() -> None:
+def test_command_not_found_exits_87_before_connecting() -> None:
     proc = run(GOOD | {"MIGRATE_COMMAND": "no-such-migrate-tool deploy"})
-    assert proc.returncode == 127
+    assert proc.returncode == 87
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "command not found: no-such-migrate-tool" in proc.stderr
     assert proc.stdout == ""
 
 
-def test_command_not_executable_exits_126(tmp_path: Path) -> None:
+def test_command_not_executable_exits_86(tmp_path: Path) -> None:
     script = tmp_path / "migrate.sh"
     script.write_text("#!/bin/sh\nexit 0\n")
     script.chmod(0o644)
     proc = run(GOOD | {"MIGRATE_COMMAND": str(script)})
     if os.geteuid() == 0 and os.access(script, os.X_OK):
         pytest.skip("root can execute anything here")
-    assert proc.returncode == 126
+    assert proc.returncode == 86
     assert "not executable" in proc.stderr
 
 
@@ -216,7 +218,7 @@ def test_database_url_sslmode_contradicting_db_sslmode_is_a_config_error(url_mod
         "MIGRATE_COMMAND": "true",
     }
     proc = run(env | {"MIGRATE_URL_TLS": "libpq"})
-    assert proc.returncode == 2
+    assert proc.returncode == EXIT_CONFIG
     (line,) = proc.stderr.strip().splitlines()
     assert f"DATABASE_URL asks for sslmode {url_mode}" in line and f"DB_SSLMODE is {env_mode}" in line
     assert PASSWORD not in proc.stderr + proc.stdout and quote(PASSWORD, safe="") not in proc.stderr
@@ -284,4 +286,5 @@ def test_runner_exit_codes_are_the_ones_the_release_names(runner_module: ModuleT
     runner_codes = {value for name, value in vars(runner_module).items() if name.startswith("EXIT_")}
     assert runner_codes == set(contract.RUNNER_EXIT_MEANINGS) - {137}
     assert runner_module.EXIT_DEADLINE == contract.RUNNER_EXIT_DEADLINE
-    assert runner_module.EXIT_LOCK_LOST == 5
+    assert runner_module.EXIT_LOCK_LOST == 83
+    assert all(code in range(80, 90) for code in runner_codes)

@@ -52,7 +52,7 @@ def test_verify_full_by_host_name(tls_env: dict[str, str], run_runner: RunRunner
 
 def test_wrong_ca_fails_at_once_with_a_clear_message(pg: pgserver.PgServer, tls_env: dict[str, str], run_runner: RunRunner) -> None:
     res = run_runner(tls_env | {"DB_SSLROOTCERT": str(pg.wrong_ca_file), "MIGRATE_COMMAND": sh("echo ran")})
-    assert res.code == 2
+    assert res.code == 80
     line = only_line(res)
     assert "cannot connect to" in line and "as configured" in line and "certificate verify failed" in line
     assert "retrying" not in res.stdout and "ran" not in res.stdout.splitlines()
@@ -64,7 +64,7 @@ def test_sslmode_in_database_url_contradicting_db_sslmode_changes_nothing(
     # The case: require + ?sslmode=disable ran with TLS off. Now it is refused before connecting.
     url = f"postgresql://u:pw@{pg.host}:{pg.port}/app?sslmode=disable"
     res = run_runner(base_env | {"DATABASE_URL": url, "DB_SSLMODE": "require", "MIGRATE_COMMAND": sh("echo ran")})
-    assert res.code == 2
+    assert res.code == 80
     line = only_line(res)
     assert "DATABASE_URL asks for sslmode disable but DB_SSLMODE is require" in line
     assert res.stdout == ""
@@ -75,7 +75,7 @@ def test_sslmode_in_database_url_contradicting_db_sslmode_changes_nothing(
 
 def test_wrong_password_fails_at_once_with_its_own_code(base_env: dict[str, str], run_runner: RunRunner) -> None:
     res = run_runner(base_env | {"DB_PASSWORD": "wrong:" + PASSWORD, "MIGRATE_COMMAND": sh("true")})
-    assert res.code == 7
+    assert res.code == 85
     line = only_line(res)
     assert "login refused" in line and "password authentication failed" in line
     assert "retrying" not in res.stdout
@@ -85,14 +85,14 @@ def test_wrong_password_fails_at_once_with_its_own_code(base_env: dict[str, str]
 
 def test_unknown_database_is_a_config_error(base_env: dict[str, str], run_runner: RunRunner) -> None:
     res = run_runner(base_env | {"DB_NAME": "no_such_db", "MIGRATE_COMMAND": sh("true")})
-    assert res.code == 2
+    assert res.code == 80
     assert 'database "no_such_db" does not exist' in only_line(res)
 
 
-def test_unreachable_database_is_retried_then_exits_3(base_env: dict[str, str], run_runner: RunRunner) -> None:
+def test_unreachable_database_is_retried_then_exits_81(base_env: dict[str, str], run_runner: RunRunner) -> None:
     env = base_env | {"DB_PORT": str(pgserver.free_port()), "MIGRATE_CONNECT_WAIT_SECONDS": "1", "MIGRATE_COMMAND": sh("true")}
     res = run_runner(env)
-    assert res.code == 3
+    assert res.code == 81
     line = only_line(res)
     assert "cannot connect to 127.0.0.1:" in line and "refused" in line and "MIGRATE_CONNECT_WAIT_SECONDS" in line
     assert "database not reachable yet" in res.stdout
@@ -102,19 +102,19 @@ def test_unreachable_database_is_retried_then_exits_3(base_env: dict[str, str], 
 # --------------------------------------------------------------------------- deadline
 
 
-def test_deadline_stops_the_command_releases_the_lock_and_exits_6(
+def test_deadline_stops_the_command_releases_the_lock_and_exits_84(
     pg: pgserver.PgServer, database: str, base_env: dict[str, str], start_runner: StartRunner
 ) -> None:
     script = 'trap "echo command-got-TERM; exit 0" TERM; echo ready; while :; do sleep 0.05; done'
     res = start_runner(base_env | {"MIGRATE_DEADLINE_SECONDS": "1.5", "MIGRATE_COMMAND": sh(script)}).wait(timeout=20)
-    assert res.code == 6
+    assert res.code == 84
     assert "MIGRATE_DEADLINE_SECONDS" in only_line(res)
     assert "command-got-TERM" in res.stdout  # stopped the way ECS would stop it: SIGTERM first
     assert "released (held by this session throughout)" in res.stdout
     assert advisory_locks(pg, database, int(base_env["MIGRATE_LOCK_KEY"])) == []
 
 
-def test_deadline_while_waiting_for_the_lock_exits_6(
+def test_deadline_while_waiting_for_the_lock_exits_84(
     pg: pgserver.PgServer, database: str, base_env: dict[str, str], run_runner: RunRunner, tmp_path: Path
 ) -> None:
     marker = tmp_path / "ran"
@@ -123,6 +123,6 @@ def test_deadline_while_waiting_for_the_lock_exits_6(
         holder.execute("SELECT pg_advisory_lock(%s)", (key,))
         env = base_env | {"MIGRATE_DEADLINE_SECONDS": "1", "MIGRATE_COMMAND": shlex.join(["touch", str(marker)])}
         res = run_runner(env)
-    assert res.code == 6
+    assert res.code == 84
     assert "MIGRATE_DEADLINE_SECONDS reached while waiting for the lock" in only_line(res)
     assert not marker.exists()

@@ -48,24 +48,67 @@ def args_of(parsed: list[tuple[str, str]], keyword: str) -> list[str]:
     return [rest for kw, rest in parsed if kw == keyword]
 
 
-def test_base_image_is_node_22_pinned_to_an_exact_release(parsed: list[tuple[str, str]]) -> None:
+MIGRATE = REPO / "migrate"
+PINS = MIGRATE / "image.pins"
+#: The only build arguments the image takes, both from migrate/image.pins (reviewed config).
+ALLOWED_ARGS = {"NODE_IMAGE", "RDS_CA_BUNDLE_SHA256"}
+NODE_IMAGE_PATTERN = r"node:22\.\d+\.\d+-bookworm-slim@sha256:[0-9a-f]{64}"
+
+
+def pins() -> dict[str, str]:
+    lines = [line for line in PINS.read_text().splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def test_base_image_comes_by_digest_from_the_reviewed_pins(parsed: list[tuple[str, str]]) -> None:
     froms = args_of(parsed, "FROM")
-    assert len(froms) == 1
-    image = froms[0].split()[0]
-    name, _, tag = image.partition(":")
-    assert name == "node"
-    assert tag and tag != "latest" and "$" not in image
-    assert re.fullmatch(r"22\.\d+\.\d+-[a-z]+(-slim)?", tag), tag
+    assert froms == ["${NODE_IMAGE}"]
+    # An ARG without a default: the build refuses to run without the pin.
+    assert "NODE_IMAGE" in args_of(parsed, "ARG")
+    value = pins()["NODE_IMAGE"]
+    assert value == "" or re.fullmatch(NODE_IMAGE_PATTERN, value), value
 
 
-def test_tools_are_pinned(parsed: list[tuple[str, str]]) -> None:
-    arg_defaults = dict(a.split("=", 1) for a in args_of(parsed, "ARG") if "=" in a)
-    assert re.fullmatch(r"\d+\.\d+\.\d+", arg_defaults["PRISMA_VERSION"])
-    assert re.fullmatch(r"\d+\.\d+\.\d+", arg_defaults["PSYCOPG_VERSION"])
+def test_build_arguments_are_exactly_the_allow_list_without_defaults(parsed: list[tuple[str, str]]) -> None:
+    assert set(args_of(parsed, "ARG")) == ALLOWED_ARGS  # no `NAME=default`: nothing a caller could override
+    assert set(pins()) == ALLOWED_ARGS
+    assert pins()["RDS_CA_BUNDLE_SHA256"] == "" or re.fullmatch(r"[0-9a-f]{64}", pins()["RDS_CA_BUNDLE_SHA256"])
+
+
+def test_the_runners_python_dependencies_are_hash_pinned_wheels(parsed: list[tuple[str, str]]) -> None:
     runs = " ".join(args_of(parsed, "RUN"))
-    assert '"prisma@${PRISMA_VERSION}"' in runs and "--save-exact" in runs
-    assert '"psycopg[binary]==${PSYCOPG_VERSION}"' in runs
-    assert "python3" in runs
+    assert "--require-hashes" in runs and "--only-binary=:all:" in runs and "-r /opt/runner/requirements.txt" in runs
+    requirements = (MIGRATE / "requirements.txt").read_text()
+    names = re.findall(r"^([A-Za-z0-9_.-]+)==([0-9.]+) \\$", requirements, re.M)
+    assert {name for name, _ in names} == {"psycopg", "psycopg-binary", "typing-extensions"}
+    for block in re.split(r"^(?=[A-Za-z])", requirements, flags=re.M)[1:]:
+        if not block.startswith("#"):
+            assert "--hash=sha256:" in block, block
+    # The tests drive the runner with the psycopg the image ships.
+    import psycopg  # noqa: PLC0415
+
+    assert dict(names)["psycopg"] == psycopg.__version__
+
+
+def test_prisma_comes_from_the_committed_lockfile(parsed: list[tuple[str, str]]) -> None:
+    lock = json.loads((MIGRATE / "prisma-cli" / "package-lock.json").read_text())
+    package = json.loads((MIGRATE / "prisma-cli" / "package.json").read_text())
+    version = package["dependencies"]["prisma"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version)  # exact, no range
+    assert lock["packages"]["node_modules/prisma"]["version"] == version
+    assert all("integrity" in entry for name, entry in lock["packages"].items() if name)
+    runs = args_of(parsed, "RUN")
+    assert any(run.startswith("npm ci ") for run in runs)
+    assert not any("npm install" in run for run in runs)
+    assert "--from=runner prisma-cli/package.json prisma-cli/package-lock.json ./" in args_of(parsed, "COPY")
+
+
+def test_the_runner_package_is_copied_beside_the_entry_point(parsed: list[tuple[str, str]]) -> None:
+    copies = args_of(parsed, "COPY")
+    assert "--from=runner --chmod=0555 runnerlib /opt/runner/runnerlib" in copies
+    assert "--from=runner --chmod=0555 runner.py /opt/runner/runner.py" in copies
+    modules = {p.name for p in (MIGRATE / "runnerlib").glob("*.py")}
+    assert {"settings.py", "connection.py", "lock.py", "child.py", "exits.py"} <= modules
 
 
 def test_runs_as_non_root_user_set_before_the_entrypoint(parsed: list[tuple[str, str]]) -> None:
@@ -129,7 +172,7 @@ def test_rds_global_bundle_is_fetched_from_aws_checked_and_used_by_default(parse
     run = bundle_run(parsed)
     assert f"{BUNDLE_URL} {RDS_CA_BUNDLE_PATH}" in run
     assert "sha256sum --check" in run
-    # The checksum has no default in the file: the app repository's CI pins it, or the build fails.
+    # The checksum has no default in the file: migrate/image.pins pins it, or the build fails.
     assert "RDS_CA_BUNDLE_SHA256" in args_of(parsed, "ARG")
     env = env_of(parsed)
     assert env["DB_SSLROOTCERT"] == RDS_CA_BUNDLE_PATH  # the same path the task definition names

@@ -70,7 +70,7 @@ def start_pair(start_runner: StartRunner, env_a: dict[str, str], env_b: dict[str
 
 
 def assert_lock_lost(result_code: int, stderr: str) -> None:
-    assert result_code == 5, stderr
+    assert result_code == 83, stderr
     (line,) = [line for line in stderr.splitlines() if line.strip()]
     assert "lost while the command ran" in line
 

@@ -4,6 +4,8 @@ ended execution left behind."""
 
 from __future__ import annotations
 
+import importlib
+import json
 import time
 from typing import Any
 
@@ -11,8 +13,9 @@ import pytest
 
 from emulation.driver import Interpreter
 from emulation.fakes import FakeAws, FakeError, MigrationPlan, RolloutPlan
+from emulation.interpreter import CLOCK
 from emulation.world import APPS, BY_KEY, MIGRATE_FAMILY, build_world
-from release import contract
+from release import contract, limits
 from tests.release.test_release_machine import MUTATING, TAG, assert_lease_free, assert_lease_released, ended, record, untouched_services
 
 # Every AWS call of a release with migration (and the one more a failure needs), the table it
@@ -78,7 +81,10 @@ def test_exhausted_retries_keep_the_error_name(sfn: Interpreter, machine: str, f
     result = sfn.run(machine, {"imageTag": TAG})
     assert result.status == "FAILED"
     assert (result.error or "").startswith(expected_prefix) and result.error not in contract.ERROR_NAMES, result.error
-    assert len(fake.calls_of(operation)) == 6  # the call and 5 retries
+    # The call and 5 retries (after a lost DescribeTasks the release stops the task and describes
+    # it once more to see it STOPPED).
+    assert len(fake.calls_of(operation)) == (7 if operation == "DescribeTasks" else 6)
+    assert [c.error for c in fake.calls_of(operation)][:6] == [code] * 6
     assert record(fake)["error"] == result.error and record(fake)["status"] == "FAILED"
     if operation == "DescribeTasks":
         # The release lost sight of the task: it stops it before failing.
@@ -100,6 +106,7 @@ def test_migration_exit_1_fails_and_touches_no_service(sfn: Interpreter, machine
     (task_arn,) = fake.tasks
     assert "exited with code 1" in result.cause and f"migrate/migrate/{task_arn.rsplit('/', 1)[-1]}" in result.cause
     assert "/ecs/cashsouk-migrate" in result.cause and "Essential container in task exited" in result.cause
+    assert "task definition " + fake.latest(MIGRATE_FAMILY)["taskDefinitionArn"] in result.cause and task_arn in result.cause
     assert_no_service_touched(fake)
     migration = record(fake)["migration"]
     assert (migration["outcome"], migration["exitCode"], migration["taskArn"]) == ("failed", 1, task_arn)
@@ -121,21 +128,21 @@ def test_exit_137_carries_ecs_out_of_memory_reason(sfn: Interpreter, machine: st
 
 
 def test_lock_lost_exit_is_named_in_the_cause(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
-    fake.migration = MigrationPlan(exit_code=5)
+    fake.migration = MigrationPlan(exit_code=83)
     result = sfn.run(machine, {"imageTag": TAG})
     assert (result.status, result.error) == ("FAILED", "MigrationFailed")
-    assert "exited with code 5 (lock lost while the command ran: the command was stopped)" in result.cause
+    assert "exited with code 83 (lock lost while the command ran: the command was stopped)" in result.cause
     assert_no_service_touched(fake)
 
 
 def test_runner_deadline_exit_is_a_timeout(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
-    """Exit 6: the runner's MIGRATE_DEADLINE_SECONDS (below the release's bound) stopped the command."""
-    fake.migration = MigrationPlan(exit_code=6)
+    """Exit 84: the runner's MIGRATE_DEADLINE_SECONDS (below the release's bound) stopped the command."""
+    fake.migration = MigrationPlan(exit_code=84)
     result = sfn.run(machine, {"imageTag": TAG})
     assert (result.status, result.error) == ("FAILED", "MigrationTimedOut")
-    assert "exited with code 6 (the runner's deadline passed: the command was stopped)" in result.cause
+    assert "exited with code 84 (the runner's deadline passed: the command was stopped)" in result.cause
     migration = record(fake)["migration"]
-    assert (migration["outcome"], migration["exitCode"]) == ("timed-out", 6)
+    assert (migration["outcome"], migration["exitCode"]) == ("timed-out", 84)
     assert not fake.calls_of("StopTask")  # it had already stopped: nothing left to stop
     assert_no_service_touched(fake)
     assert_lease_free(fake)
@@ -271,3 +278,160 @@ def test_cleanup_stops_a_migration_left_running_frees_the_lease_and_completes_th
     assert fake.history[next(iter(fake.history))]["Status"] == {"S": "ABORTED"}
     assert not MUTATING - {"StopTask", "RegisterTaskDefinition", "RunTask"} & set(fake.operations())
     assert len(APPS) == 5
+
+
+# ---- AWS as it really behaves (issue 14) -------------------------------------------------------------
+# "<Service>.SdkClientException": the SDK inside Step Functions lost the connection mid-request.
+SDK_CLIENT_CALLS = ["DescribeServices", "DescribeImages", "RunTask", "DescribeTasks", "UpdateService", "PutParameter", "PutItem"]
+
+
+aws_sdk_task: Any = importlib.import_module(
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk"
+)
+
+
+@pytest.fixture
+def sdk_client_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Step Functions names the SDK's client-side failure "<Service>.SdkClientException"; botocore
+    raises an unmodelled code as a plain ClientError, which the engine would name
+    "<Service>.<Service>Exception". The fake's "SdkClientException" code gets AWS's name."""
+    cls = aws_sdk_task.StateTaskServiceAwsSdk
+    original = cls._normalise_exception_name
+
+    def named(norm_service_name: str, ex: Exception) -> str:
+        response = getattr(ex, "response", {})
+        if response.get("Error", {}).get("Code") == "SdkClientException":
+            return f"{norm_service_name}.SdkClientException"
+        return str(original(norm_service_name, ex))
+
+    monkeypatch.setattr(cls, "_normalise_exception_name", staticmethod(named))
+
+
+@pytest.mark.usefixtures("sdk_client_names")
+@pytest.mark.parametrize("operation", SDK_CLIENT_CALLS)
+def test_a_connection_closed_mid_request_is_retried(sfn: Interpreter, machine: str, fake: FakeAws, operation: str) -> None:
+    fake.fail(operation, "SdkClientException", times=2)
+    result = sfn.run(machine, {"imageTag": TAG})
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert [c.error for c in fake.calls_of(operation)][:2] == ["SdkClientException"] * 2
+    assert len(fake.tasks) == 1
+    assert_lease_free(fake)
+
+
+def test_a_task_ecs_no_longer_returns_is_a_failure_with_its_reason(
+    sfn: Interpreter, machine: str, fake: FakeAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def missing(tasks: list[str], cluster: str | None = None, **_: Any) -> dict[str, Any]:
+        return {"tasks": [], "failures": [{"arn": arn, "reason": "MISSING"} for arn in tasks]}
+
+    fake.migration = MigrationPlan(never_stops=True)
+    monkeypatch.setattr(fake, "_ecs_DescribeTasks", missing)
+    result = sfn.run(machine, {"imageTag": TAG})
+    assert (result.status, result.error) == ("FAILED", "MigrationFailed")
+    assert "ECS no longer returns the migrate task (DescribeTasks: MISSING)" in result.cause
+    # At the first poll, not after the 15-minute bound; nothing to stop.
+    assert len(fake.calls_of("DescribeTasks")) == 1 and not fake.calls_of("StopTask")
+    migration = record(fake)["migration"]
+    assert (migration["outcome"], migration["reason"]) == ("failed", "DescribeTasks: MISSING")
+    assert_no_service_touched(fake)
+    assert_lease_free(fake)
+
+
+def _stops_after(fake: FakeAws, seconds: float | None) -> Any:
+    """StopTask as ECS does it: SIGTERM now, the task STOPPED only `seconds` later (never: None)."""
+
+    def stop(task: str, cluster: str | None = None, reason: str = "", **_: Any) -> dict[str, Any]:
+        entry = fake.tasks[task]
+        entry["description"]["desiredStatus"] = "STOPPED"
+        if seconds is not None:
+            entry["plan"] = MigrationPlan(
+                exit_code=143,
+                duration=CLOCK.now() - entry["startedAt"] + seconds,
+                stop_code="UserInitiated",
+                stopped_reason=reason,
+            )
+        return {"task": fake._describe_task(task)}
+
+    return stop
+
+
+def test_the_lease_is_freed_only_once_the_stopped_migration_is_stopped(
+    sfn: Interpreter, short_bounds_machine: str, fake: FakeAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.migration = MigrationPlan(never_stops=True)
+    monkeypatch.setattr(fake, "_ecs_StopTask", _stops_after(fake, 25))
+    result = sfn.run(short_bounds_machine, {"imageTag": TAG})
+    assert (result.status, result.error) == ("FAILED", "MigrationTimedOut")
+    (task_arn,) = fake.tasks
+    (stop,) = fake.calls_of("StopTask")
+    after_stop = [c for c in fake.calls_of("DescribeTasks") if c.at > stop.at]
+    assert len(after_stop) >= 5  # polled every 5 s until STOPPED (25 s)
+    (delete,) = [c for c in fake.calls_of("DeleteItem") if c.params["TableName"].endswith("-lease")]
+    assert delete.at >= stop.at + 25  # not before the task was STOPPED
+    assert "the release stopped the migrate task " + task_arn + " (STOPPED, exit code 143)" in result.cause
+    migration = record(fake)["migration"]
+    assert (migration["stoppedByRelease"], migration["exitCode"], migration["outcome"]) == (True, 143, "timed-out")
+    assert_lease_free(fake)
+
+
+def test_a_migration_not_stopped_within_its_stop_timeout_keeps_the_lease(
+    sfn: Interpreter, short_bounds_machine: str, fake: FakeAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.migration = MigrationPlan(never_stops=True)
+    monkeypatch.setattr(fake, "_ecs_StopTask", _stops_after(fake, None))
+    result = sfn.run(short_bounds_machine, {"imageTag": TAG})
+    assert (result.status, result.error) == ("FAILED", "MigrationTimedOut")
+    (stop,) = fake.calls_of("StopTask")
+    # The stop timeout (ECS's default 30 s: the example sets none) + 30 s, polled every 5 s.
+    assert len([c for c in fake.calls_of("DescribeTasks") if c.at > stop.at]) == limits.stop_polls(30) == 12
+    assert "was RUNNING after 60 s (not STOPPED): it may still be running" in result.cause
+    assert "the release stopped" not in result.cause
+    assert fake.lease_items[contract.LEASE_ID]["Owner"]["S"] == result.arn  # kept: the cleanup or its expiry frees it
+    assert not fake.calls_of("DeleteItem")
+    summary = record(fake)
+    assert summary["leaseReleased"] is False and summary["migration"]["stoppedByRelease"] is False
+
+
+def test_a_task_that_ended_on_its_own_as_it_was_stopped_is_not_called_stopped_by_the_release(
+    sfn: Interpreter, short_bounds_machine: str, fake: FakeAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.migration = MigrationPlan(never_stops=True)
+
+    def ended_first(task: str, cluster: str | None = None, reason: str = "", **_: Any) -> dict[str, Any]:
+        fake._stop(task, "EssentialContainerExited", "Essential container in task exited", 0, None)
+        return {"task": fake._describe_task(task)}
+
+    monkeypatch.setattr(fake, "_ecs_StopTask", ended_first)
+    result = sfn.run(short_bounds_machine, {"imageTag": TAG})
+    assert result.error == "MigrationTimedOut"
+    assert "ended on its own before the stop took effect (STOPPED, exit code 0)" in result.cause
+    migration = record(fake)["migration"]
+    assert (migration["stoppedByRelease"], migration["exitCode"], migration["outcome"]) == (False, 0, "succeeded")
+    assert_no_service_touched(fake)
+    assert_lease_free(fake)
+
+
+def test_services_with_100_verbose_events_each_are_checked_within_the_task_result_quota(
+    sfn: Interpreter, machine: str, fake: FakeAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every service carries ECS's maximum of 100 events, each about 1 KiB: described together,
+    # five would be about 0.5 MiB, past the 256 KiB task-result quota (States.DataLimitExceeded,
+    # which no Catch handles, in a strict emulator and on AWS). One service per call stays under.
+    original = fake._public_service
+
+    def verbose(service: dict[str, Any]) -> dict[str, Any]:
+        public = original(service)
+        name = public.get("serviceName", "service")
+        public["events"] = [
+            {"id": f"{i:036d}", "createdAt": 1800000000.0 + i, "message": f"(service {name}) " + "x" * (900 - len(name))}
+            for i in range(limits.SERVICE_EVENTS_MAX)
+        ]
+        return public
+
+    monkeypatch.setattr(fake, "_public_service", verbose)
+    apps = [app.key for app in APPS]
+    result = sfn.run(machine, {"imageTag": TAG, "services": apps, "migrate": False})
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert all(len(c.params["services"]) == 1 for c in fake.calls_of("DescribeServices"))
+    one = len(json.dumps(verbose(fake.services[APPS[0].service])))
+    assert one * len(apps) > limits.TASK_RESULT_QUOTA_BYTES > 2 * one

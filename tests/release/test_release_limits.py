@@ -24,7 +24,7 @@ def test_more_services_than_one_describe_services_call_takes_is_one_line_naming_
 def test_a_history_that_could_pass_25000_events_is_refused_naming_the_numbers() -> None:
     problem = release_limit_problem(bounds(rollout_minutes=60))
     assert problem is not None and "\n" not in problem
-    assert "25264" in problem and "360 rollout polls per app" in problem and "25000" in problem
+    assert "25944" in problem and "360 rollout polls per app" in problem and "25000" in problem
 
 
 def test_the_bound_grows_with_every_wait() -> None:
@@ -32,3 +32,24 @@ def test_the_bound_grows_with_every_wait() -> None:
     assert bounds(rollout_minutes=31).worst_case_history_events() > base
     assert bounds(migrate_minutes=16).worst_case_history_events() > base
     assert bounds(services=6).worst_case_history_events() > base
+
+
+def test_one_describe_services_call_stays_within_half_the_task_result_quota() -> None:
+    # Up to 100 events per service, 1 KiB each at worst, plus 16 KiB for the rest of the service.
+    worst = limits.describe_services_worst_case_bytes()
+    assert worst == 118_784 <= limits.TASK_RESULT_QUOTA_BYTES // 2
+    # Two services per call would already pass half the quota; ten (one call) pass the quota itself.
+    assert limits.describe_services_worst_case_bytes(2) > limits.TASK_RESULT_QUOTA_BYTES // 2
+    assert limits.describe_services_worst_case_bytes(10) > limits.TASK_RESULT_QUOTA_BYTES
+
+
+def test_the_stop_wait_is_bounded_by_the_stop_timeout_fargate_allows() -> None:
+    assert limits.stop_polls(30) * limits.STOP_POLL_SECONDS == 60
+    assert limits.stop_polls(600) == limits.stop_polls(120) == 30  # Fargate's maximum stop timeout: 120 s
+
+
+def test_the_runner_deadline_fires_before_the_release_bound() -> None:
+    assert limits.runner_deadline_offset(900) == 840
+    for bound in (60, 120, 300, 900, 3600):
+        offset = limits.runner_deadline_offset(bound)
+        assert bound // 2 <= offset < bound

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from emulation.driver import Execution, Interpreter
 from emulation.fakes import ACCOUNT, REGION, FakeAws, digest_of
 from emulation.world import APPS, BY_KEY, MIGRATE_FAMILY, MIGRATE_REPOSITORY, build_world
 from release import contract
+from release.naming import execution_input, execution_name
 
 TAG = "abc1234"
 PARAMETER = "/cashsouk/example/release/current"
@@ -88,7 +90,7 @@ def test_default_release_migrates_then_deploys_and_records_it(sfn: Interpreter, 
     )
     (run_task,) = fake.calls_of("RunTask")
     name = result.arn.rsplit(":", 1)[-1]
-    assert run_task.params["startedBy"] == name and run_task.params["clientToken"] == name[-64:]
+    assert run_task.params["startedBy"] == name and run_task.params["clientToken"] == name
     assert run_task.params["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "DISABLED"
     api = BY_KEY["api"]
     (update,) = fake.calls_of("UpdateService")
@@ -117,6 +119,10 @@ def test_default_release_migrates_then_deploys_and_records_it(sfn: Interpreter, 
         "exitCode": 0,
         "reason": "stop code EssentialContainerExited; task: Essential container in task exited",
         "taskArn": run_task_arn(fake),
+        "taskDefinition": migrate["taskDefinitionArn"],
+        "logGroup": "/ecs/cashsouk-migrate",
+        "logStream": "migrate/migrate/" + run_task_arn(fake).rsplit("/", 1)[-1],
+        "deadlineAt": summary["migration"]["deadlineAt"],
         "stoppedByRelease": False,
     }
     assert summary["services"] == {
@@ -452,3 +458,131 @@ def test_cleanup_retries_transient_dynamodb_errors(sfn: Interpreter, cleanup: st
     result = sfn.run(cleanup, ended(OTHER_EXECUTION, "TIMED_OUT"))
     assert result.status == "SUCCEEDED" and result.output["released"] is True
     assert_lease_free(fake)
+
+
+# ---- names ECS accepts (issue 14) --------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["v1.2.3", "hotfix+1", "a" * 65])
+def test_an_execution_name_ecs_would_refuse_fails_first_before_the_lease(sfn: Interpreter, machine: str, fake: FakeAws, name: str) -> None:
+    result = sfn.run(machine, {"imageTag": TAG}, name=name)
+    assert (result.status, result.error) == ("FAILED", "InvalidInput")
+    assert contract.EXECUTION_NAME_RULE in result.cause
+    assert fake.operations() == ["PutItem"]  # the FAILED record only: no lease, no ECS call
+    assert record(fake)["phase"] == "validate"
+
+
+def test_the_longest_name_the_cli_generates_passes_the_first_state(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+    tag = "a" * 128
+    payload = execution_input(tag, ["api"], True)
+    name = execution_name(payload, 50)
+    assert len(name) == 61  # "-10svc-nomig-" would make it 64 (tests/release/test_release_names.py)
+    fake.push_image(BY_KEY["api"].repository, tag)
+    fake.push_image(MIGRATE_REPOSITORY, tag)
+    result = sfn.run(machine, payload, name=name)
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    (run_task,) = fake.calls_of("RunTask")
+    assert run_task.params["startedBy"] == run_task.params["clientToken"] == name
+
+
+# ---- redrive (issue 14) ------------------------------------------------------------------------------
+execution_worker: Any = importlib.import_module("moto.stepfunctions.parser.backend.execution_worker")
+REDRIVE_PRESET: dict[str, Any] = {}  # context fields every execution starts with (fixture `contexts`)
+
+
+@pytest.fixture
+def contexts(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The context object's Execution of every execution started from now on (moto has no
+    RedriveCount: a test sets it to stand for a redrive)."""
+    found: list[dict[str, Any]] = []
+    original = execution_worker.ExecutionWorker._get_evaluation_environment
+
+    def capture(self: Any) -> Any:
+        env = original(self)
+        execution = env.states.context_object.context_object_data["Execution"]
+        execution.update(REDRIVE_PRESET)
+        found.append(execution)
+        return env
+
+    monkeypatch.setattr(execution_worker.ExecutionWorker, "_get_evaluation_environment", capture)
+    return found
+
+
+def test_a_redriven_execution_never_acts_on_the_lease_of_its_earlier_attempt(
+    sfn: Interpreter, machine: str, fake: FakeAws, contexts: list[dict[str, Any]]
+) -> None:
+    # The lease was taken in attempt 0; the execution then resumes redriven (same ARN).
+    def redriven(f: FakeAws, attempts: int) -> None:
+        contexts[-1].update(RedriveCount=1, RedriveTime=datetime.now(UTC).isoformat())
+
+    fake.on_put_item = redriven
+    result = sfn.run(machine, {"imageTag": TAG})
+    assert (result.status, result.error) == ("FAILED", "ReleaseInProgress")
+    assert "this execution was redriven (redrive 1)" in result.cause
+    assert not fake.calls_of("RunTask") and not fake.calls_of("UpdateService")
+    # Nothing it does not hold is freed: the cleanup machine frees the execution's lease.
+    assert fake.lease_items[contract.LEASE_ID]["Holder"]["S"] == result.arn + "#0"
+    assert not fake.calls_of("DeleteItem")
+
+
+def test_a_redriven_execution_takes_the_lease_as_its_own_attempt_with_an_expiry_from_the_redrive(
+    sfn: Interpreter, machine: str, fake: FakeAws, contexts: list[dict[str, Any]], definition: dict[str, Any]
+) -> None:
+    # Redriven before it held the lease (say, aborted while waiting for it), two hours after its
+    # start: redrive resets the machine timeout, so the lease's expiry counts from the redrive.
+    redrive = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+
+    REDRIVE_PRESET.update(RedriveCount=1, RedriveTime=redrive.isoformat().replace("+00:00", ".000Z"))
+    try:
+        result = sfn.run(machine, {"imageTag": TAG})
+    finally:
+        REDRIVE_PRESET.clear()
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    (put,) = lease_puts(fake)
+    assert put.params["Item"]["Holder"] == {"S": result.arn + "#1"}
+    assert int(put.params["Item"]["ExpiresAt"]["N"]) == int(redrive.timestamp()) + definition["TimeoutSeconds"] + 60
+    assert_lease_released(fake, result)
+
+
+# ---- the runner's deadline and the record of the migration (issue 14) --------------------------------
+def test_run_task_passes_the_runner_an_absolute_deadline_below_the_release_bound(
+    sfn: Interpreter, machine: str, fake: FakeAws, definition: dict[str, Any]
+) -> None:
+    before = time.time()
+    result = sfn.run(machine, {"imageTag": TAG})
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    (run_task,) = fake.calls_of("RunTask")
+    (override,) = run_task.params["overrides"]["containerOverrides"]
+    assert override["name"] == "migrate"
+    assert override["environment"] == [{"name": contract.MIGRATE_DEADLINE_AT_ENV, "value": str(result.output["migration"]["deadlineAt"])}]
+    # The example's migration bound is 900 s from RunTask; the runner's deadline 60 s before it.
+    assert "$migrationPolls < 90" in json.dumps(definition)
+    deadline = int(override["environment"][0]["value"])
+    assert before + 900 - 60 - 5 <= deadline <= time.time() + 900 - 60
+
+
+def test_a_throttled_run_task_is_retried_with_the_same_deadline(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+    # Same clientToken with other parameters would be ConflictException: the deadline is fixed
+    # before RunTask, not computed by each attempt.
+    fake.fail("RunTask", "ThrottlingException", times=2)
+    result = sfn.run(machine, {"imageTag": TAG})
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    overrides = {json.dumps(c.params["overrides"], sort_keys=True) for c in fake.calls_of("RunTask")}
+    assert len(fake.calls_of("RunTask")) == 3 and len(overrides) == 1
+
+
+def test_the_record_names_the_migrate_task_revision_and_log_stream_as_soon_as_run_task_returns(
+    sfn: Interpreter, machine: str, fake: FakeAws
+) -> None:
+    result = sfn.run(machine, {"imageTag": TAG})
+    assert result.status == "SUCCEEDED"
+    (run_task,) = fake.calls_of("RunTask")
+    history = [c for c in fake.calls_of("PutItem") if c.params["TableName"].endswith("-history")]
+    first_after = next(c for c in history if fake.calls.index(c) > fake.calls.index(run_task))
+    # Before the first DescribeTasks: the record names the task while it runs.
+    assert fake.calls.index(first_after) < fake.calls.index(fake.calls_of("DescribeTasks")[0])
+    running = json.loads(first_after.params["Item"]["Summary"]["S"])
+    task_arn = run_task_arn(fake)
+    assert running["status"] == "RUNNING"
+    assert running["migration"]["taskArn"] == task_arn
+    assert running["migration"]["taskDefinition"] == fake.latest(MIGRATE_FAMILY)["taskDefinitionArn"]
+    assert running["migration"]["logStream"] == "migrate/migrate/" + task_arn.rsplit("/", 1)[-1]
+    assert result.output["migration"]["taskDefinition"] == running["migration"]["taskDefinition"]

@@ -12,6 +12,7 @@ from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Match, Template
 
+from constructs.release_machine import asl
 from constructs.release_state_machine import ReleaseSettings, ReleaseStateMachine, ServiceTarget
 from emulation.resolve import Resolver, state_machines
 from emulation.world import APPS
@@ -94,7 +95,7 @@ def test_logging_all_with_tracing_and_bounded_time(release_stack_template: dict[
             "StateMachineName": "cashsouk-example-release",
             "StateMachineType": "STANDARD",
             "TracingConfiguration": {"Enabled": True},
-            "LoggingConfiguration": Match.object_like({"Level": "ALL", "IncludeExecutionData": True}),
+            "LoggingConfiguration": Match.object_like({"Level": "ALL", "IncludeExecutionData": False}),
         },
     )
     template.has_resource_properties(
@@ -240,6 +241,11 @@ def test_every_aws_call_retries_throttling_and_5xx_with_full_jitter(which: str, 
         expected = {"dynamodb": "DynamoDB.ThrottlingException", "ecs": "Ecs.ThrottlingException", "ecr": "Ecr.ThrottlingException"}
         expected |= {"ssm": "Ssm.ThrottlingException"}
         assert expected[service] in names and ("ServerException" in names or "InternalServerError" in names), name
+        # A connection closed mid-request (the SDK's client-side error) is transient too.
+        assert expected[service].replace("ThrottlingException", "SdkClientException") in names, name
+        # ClientException is also ECS's name for real client errors: only UpdateService (ELB
+        # throttling) may retry it, through asl.ECS_UPDATE_SERVICE_TRANSIENT.
+        assert "ClientException" not in retrier["ErrorEquals"] or name == "UpdateService", name
         assert "States.ALL" not in retrier["ErrorEquals"] and "States.TaskFailed" not in retrier["ErrorEquals"], name
 
 
@@ -257,16 +263,25 @@ def test_only_ecr_not_found_errors_become_image_not_found(definition: dict[str, 
 def test_run_task_is_idempotent_and_names_the_execution(definition: dict[str, Any]) -> None:
     arguments = definition["States"]["RunMigration"]["Arguments"]
     assert arguments["StartedBy"] == "{% $states.context.Execution.Name %}"
-    assert arguments["ClientToken"] == "{% $substring($states.context.Execution.Name, -64) %}"
+    # ValidateInput refuses names ECS would refuse, so both carry the name as it is.
+    assert arguments["ClientToken"] == "{% $states.context.Execution.Name %}"
     assert arguments["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "DISABLED"
 
 
 def test_the_lease_owner_is_checked_right_before_the_migration_and_every_update(definition: dict[str, Any]) -> None:
     states = definition["States"]
-    assert states["ShouldMigrate"]["Choices"][0]["Next"] == "CheckLeaseBeforeMigration"
+    # The migration's check is the state right before RunTask (a redrive can resume into no
+    # unchecked Task but RunTask itself); nothing else leads to RunTask.
+    assert states["RegisterMigrateTaskDefinition"]["Next"] == "CheckLeaseBeforeMigration"
+    assert states["CheckLeaseBeforeMigration"]["Next"] == "RunMigration"
+    assert [n for n, st in states.items() if st.get("Next") == "RunMigration" or "RunMigration" in json.dumps(st.get("Catch", []))] == [
+        "CheckLeaseBeforeMigration"
+    ]
     assert states["NextService"]["Choices"][0]["Next"] == "CheckLeaseBeforeDeploy"
+    holder = "{% $states.context.Execution.Id & '#' & $string(($r := $states.context.Execution.RedriveCount; $exists($r) ? $r : 0)) %}"
     for name in ("CheckLeaseBeforeMigration", "CheckLeaseBeforeDeploy"):
-        assert states[name]["Arguments"]["ConditionExpression"] == "#owner = :me"
+        assert states[name]["Arguments"]["ConditionExpression"] == "Holder = :holder"
+        assert states[name]["Arguments"]["ExpressionAttributeValues"][":holder"] == {"S": holder}
         assert states[name]["Catch"][0]["ErrorEquals"] == ["DynamoDB.ConditionalCheckFailedException"]
         assert states[name]["Catch"][0]["Assign"]["errorName"] == "ReleaseInProgress"
 
@@ -423,3 +438,36 @@ def test_event_targets_have_a_dead_letter_queue_and_a_retry_policy(release_stack
         s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
         for s in queue_policy["Properties"]["PolicyDocument"]["Statement"]
     )
+
+
+def test_update_service_retry_names_cover_elb_throttling_reported_as_client_exception() -> None:
+    assert {"Ecs.ClientException", "ECS.ClientException"} <= set(asl.ECS_UPDATE_SERVICE_TRANSIENT)
+    assert set(asl.ECS_TRANSIENT) < set(asl.ECS_UPDATE_SERVICE_TRANSIENT)
+    assert not {n for n in asl.ECS_TRANSIENT if n.endswith(".ClientException")}
+
+
+def test_check_services_describes_one_service_per_call(definition: dict[str, Any]) -> None:
+    check = definition["States"]["CheckServices"]
+    assert check["Type"] == "Map" and check["Items"] == "{% $services %}"
+    (inner,) = check["ItemProcessor"]["States"].values()
+    assert inner["Resource"] == "arn:aws:states:::aws-sdk:ecs:describeServices"
+    assert inner["Arguments"]["Services"] == ["{% $states.input.service %}"] and limits.DESCRIBE_SERVICES_BATCH == 1
+    # Only the problem leaves an iteration (the events never reach the Map's result).
+    assert "$states.result.Services" in inner["Output"]
+    assert any(c["ErrorEquals"] == ["States.ALL"] for c in check["Catch"])
+
+
+MY_CHOICES = ["ValidateInput", "ServicesReady", "ShouldMigrate", "MigrateContainerFound", "MigrationStarted", "MigrationProgress"]
+MY_CHOICES += ["MigrationStopProgress", "FailRelease"]
+
+
+@pytest.mark.parametrize("name", MY_CHOICES)
+def test_a_choice_assigns_the_same_under_either_reading_of_assign_precedence(definition: dict[str, Any], name: str) -> None:
+    # The States Language spec: a chosen rule's Assign replaces the state-level Assign; AWS's guide:
+    # the state-level block "applies regardless of which choice rule matches". No state-level
+    # Assign: every path assigns only what its own rule says, under either reading.
+    state = definition["States"][name]
+    assert state["Type"] == "Choice" and "Assign" not in state
+    last = state["Choices"][-1]
+    if last["Condition"] == "{% true %}":  # the default's assignments, as a rule
+        assert last["Next"] == state["Default"] and last.get("Assign")

@@ -46,7 +46,7 @@ def _step(workflow: dict[Any, Any], job: str, step_id: str) -> dict[str, Any]:
 
 
 def test_both_workflows_exist() -> None:
-    assert [path.name for path in WORKFLOWS] == ["deploy.yml", "pull-request.yml"]
+    assert [path.name for path in WORKFLOWS] == ["deploy.yml", "pr-diff.yml", "pull-request.yml"]
 
 
 def test_actionlint_finds_nothing() -> None:
@@ -123,22 +123,228 @@ def test_deploy_runs_one_release_per_push_to_main() -> None:
     assert '--services "${services[@]}"' in command
     assert release["env"] == {"SERVICES": "${{ needs.plan.outputs.services }}"}
     assert workflow["jobs"]["plan"]["outputs"]["services"] == "${{ steps.changes.outputs.services }}"
+    # The apps come from the config (`python -m release env`), never a list in the workflow.
     matrix = workflow["jobs"]["image"]["strategy"]["matrix"]["app"]
-    assert matrix == ["api", "admin", "investor", "issuer", "landing", "migrate"]
+    assert matrix == "${{ fromJSON(needs.plan.outputs.image_apps) }}"
+    text = (REPO / ".github" / "workflows" / "deploy.yml").read_text()
+    assert "api admin investor issuer landing" not in text and "uri_api" not in text
 
 
-def test_pull_request_posts_the_diff_and_uploads_cdk_out() -> None:
+def test_the_image_matrix_is_the_configs_apps_and_migrate(tmp_path: Path) -> None:
+    """The env step, run with the real `python -m release env` output of the example config."""
+    env_output = subprocess.run(
+        [sys.executable, "-m", "release", "env", "--env", "example", "--format", "github"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    _stub(tmp_path / "bin", "python", tmp_path / "python.log", stdout=env_output)
+    output = tmp_path / "github_output"
+    output.write_text("")
+    env = {
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "GITHUB_OUTPUT": str(output),
+        "RUNNER_TEMP": str(tmp_path),
+        "RELEASE_ENV": "example",
+    }
+    result = _run_step(_step(_load("deploy.yml"), "plan", "env")["run"], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    apps = [app.name for app in load_config("example").apps]
+    assert json.loads(lines["image_apps"]) == [*apps, "migrate"]
+
+
+def test_stack_outputs_become_one_uri_per_image(tmp_path: Path) -> None:
+    outputs = "".join(
+        f"RepositoryUri{a.capitalize()}=123456789012.dkr.ecr.ap-southeast-5.amazonaws.com/{a}-x\n" for a in ("api", "admin", "migrate")
+    )
+    _stub(tmp_path / "bin", "python", tmp_path / "python.log", stdout=outputs + "StateMachineArn=arn\n")
+    output = tmp_path / "github_output"
+    output.write_text("")
+    env = {
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "GITHUB_OUTPUT": str(output),
+        "RUNNER_TEMP": str(tmp_path),
+        "RELEASE_ENV": "prod",
+        "IMAGE_APPS": '["api","admin","migrate"]',
+    }
+    result = _run_step(_step(_load("deploy.yml"), "plan", "stack")["run"], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    last = output.read_text().splitlines()[-1]
+    assert json.loads(last.removeprefix("repository_uris=")) == {
+        a: f"123456789012.dkr.ecr.ap-southeast-5.amazonaws.com/{a}-x" for a in ("api", "admin", "migrate")
+    }
+    env["IMAGE_APPS"] = '["api","issuer"]'
+    missing = _run_step(_step(_load("deploy.yml"), "plan", "stack")["run"], tmp_path, env)
+    assert missing.returncode == 1 and "no RepositoryUriIssuer output" in missing.stdout
+
+
+def _check_subject_step(workflow: str = "deploy.yml", job: str = "plan") -> dict[str, Any]:
+    return next(s for s in _load(workflow)["jobs"][job]["steps"] if str(s.get("name", "")).startswith("Check the OIDC subject"))
+
+
+@pytest.mark.parametrize(
+    ("subject", "ok"),
+    [
+        ("repo:o/r:ref:refs/heads/main:job_workflow_ref:o/r/.github/workflows/pr-diff.yml@refs/heads/main", True),
+        ("repo:o/r:ref:refs/heads/main", False),
+        ("repo:o/r:pull_request", False),
+    ],
+)
+def test_the_diff_checks_the_review_roles_subject_before_assuming_it(tmp_path: Path, subject: str, ok: bool) -> None:
+    import base64  # noqa: PLC0415
+
+    payload = base64.urlsafe_b64encode(json.dumps({"sub": subject}).encode()).decode().rstrip("=")
+    _stub(tmp_path / "bin", "curl", tmp_path / "curl.log", stdout=json.dumps({"value": f"h.{payload}.s"}))
+    step = _check_subject_step("pr-diff.yml", "diff")
+    expected = (
+        step["env"]["EXPECTED"].replace("${{ github.repository }}", "o/r").replace("${{ github.event.repository.default_branch }}", "main")
+    )
+    env = {
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "t",
+        "ACTIONS_ID_TOKEN_REQUEST_URL": "https://token.example/?x=1",
+        "EXPECTED": expected,
+    }
+    result = _run_step(step["run"], tmp_path, env)
+    assert (result.returncode == 0) is ok, result.stdout + result.stderr
+    names = [str(s.get("name", "")) for s in _load("pr-diff.yml")["jobs"]["diff"]["steps"]]
+    assert names.index(step["name"]) < names.index("Assume the review role (OIDC; reads the four stacks' templates, nothing else)")
+
+
+@pytest.mark.parametrize(
+    ("subject", "ok"),
+    [
+        ("repo:o/r:environment:production:job_workflow_ref:o/r/.github/workflows/deploy.yml@refs/heads/main", True),
+        ("repo:o/r:environment:production", False),  # the repository's template was never set
+        ("repo:o/r:environment:production:job_workflow_ref:o/r/.github/workflows/other.yml@refs/heads/main", False),
+    ],
+)
+def test_the_plan_checks_the_oidc_subject_before_assuming_the_role(tmp_path: Path, subject: str, ok: bool) -> None:
+    import base64  # noqa: PLC0415
+
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    token = f"{part({'alg': 'RS256'})}.{part({'sub': subject, 'aud': 'sts.amazonaws.com'})}.sig"
+    _stub(tmp_path / "bin", "curl", tmp_path / "curl.log", stdout=json.dumps({"value": token}))
+    step = _check_subject_step()
+    expected = step["env"]["EXPECTED"].replace("${{ github.repository }}", "o/r").replace("${{ steps.env.outputs.deploy_branch }}", "main")
+    env = {
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "request-token",
+        "ACTIONS_ID_TOKEN_REQUEST_URL": "https://token.example/?x=1",
+        "GITHUB_REPOSITORY": "o/r",
+        "EXPECTED": expected,
+    }
+    result = _run_step(step["run"], tmp_path, env)
+    assert (result.returncode == 0) is ok, result.stdout + result.stderr
+    assert f"OIDC subject: {subject}" in result.stdout
+    assert token not in result.stdout.replace(f"::add-mask::{token}", "")  # the token itself is never printed
+    (call,) = _calls(tmp_path / "curl.log")
+    assert call[-1] == "https://token.example/?x=1&audience=sts.amazonaws.com"
+    if not ok:
+        assert "include_claim_keys[]=job_workflow_ref" in result.stdout and "docs/ci.md" in result.stdout
+    steps = [str(s.get("name", "")) for s in _load("deploy.yml")["jobs"]["plan"]["steps"]]
+    assert steps.index(step["name"]) < steps.index("Assume the deploy role (OIDC)")
+
+
+def test_no_pull_request_code_runs_with_a_token() -> None:
+    """pull-request.yml runs the pull request's code: no job may mint an OIDC token or write."""
     workflow = _load("pull-request.yml")
+    assert workflow[True] == {"pull_request": {"branches": ["main"]}}
+    assert workflow["permissions"] == {"contents": "read"}
+    for job in workflow["jobs"].values():
+        assert job.get("permissions", {"contents": "read"}) == {"contents": "read"}
     test_steps = workflow["jobs"]["test"]["steps"]
     assert any(s.get("run") == "make test" for s in test_steps)
     assert any("cdk synth" in s.get("run", "") for s in test_steps)
     (upload,) = [s for s in test_steps if "upload-artifact" in s.get("uses", "")]
-    assert upload["with"]["path"].endswith("cdk.out")
-    diff = workflow["jobs"]["diff"]
-    assert diff["permissions"] == {"contents": "read", "id-token": "write", "pull-requests": "write"}
-    assert "--method=template" in _step(workflow, "diff", "diff")["run"]  # the review role reads templates only
-    assert "environment" not in diff  # its OIDC subject stays `pull_request`, the review role's trust
-    assert "PATCH" in json.dumps(diff["steps"])  # one comment, updated
+    assert upload["with"]["path"] == "${{ runner.temp }}/review"
+    text = json.dumps(workflow)
+    assert "id-token" not in text and "configure-aws-credentials" not in text and "pull_request_target" not in text
+
+
+def test_the_diff_runs_base_branch_tooling_on_the_uploaded_assembly() -> None:
+    workflow = _load("pr-diff.yml")
+    assert workflow[True] == {"workflow_run": {"workflows": ["pull-request"], "types": ["completed"]}}
+    assert workflow["permissions"] == {"contents": "read"}
+    (job,) = workflow["jobs"].values()
+    assert job["permissions"] == {"contents": "read", "actions": "read", "id-token": "write", "pull-requests": "write"}
+    assert "head_repository.full_name == github.repository" in job["if"]
+    assert "environment" not in job  # the review role's subject is this file's on the default branch
+    steps = job["steps"]
+    checkout = steps[0]
+    assert "actions/checkout@" in checkout["uses"] and set(checkout["with"]) == {"persist-credentials"}  # no ref: the base
+    runs = "\n".join(s.get("run", "") for s in steps)
+    # Nothing of the pull request's runs: no make, no app, no synth, no release CLI but `env`.
+    for forbidden in ("make ", "app.py", "cdk synth", "-c env=", "lint-migrations", "npm install", "npm ci\n"):
+        assert forbidden not in runs, forbidden
+    assert "npm ci --ignore-scripts" in runs
+    assert re.findall(r"python -m release (\w[\w-]*)", runs) == ["env"]
+    diff = _step(workflow, "diff", "diff")["run"]
+    assert 'cdk diff --app "$RUNNER_TEMP/review/cdk.out" --method=template' in diff
+    # The PR number comes from the event, never from the artifact.
+    assert _step(workflow, "diff", "pr")["env"]["PULL_REQUESTS"] == "${{ toJSON(github.event.workflow_run.pull_requests) }}"
+    post = next(s for s in steps if str(s.get("name", "")).startswith("Post the diff"))
+    assert post["env"]["PR_NUMBER"] == "${{ steps.pr.outputs.number }}"
+    assert "PATCH" in post["run"]  # one comment, updated
+    names = [str(s.get("name", "")) for s in steps]
+    assert names.index("Download the pull request's assembly and lint (data only)") < names.index(
+        "Assume the review role (OIDC; reads the four stacks' templates, nothing else)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("pull_requests", "number"),
+    [
+        ([{"number": 7, "head": {"sha": SHA}}], "7"),
+        ([{"number": 7, "head": {"sha": "0" * 40}}], ""),  # pushed again since: not this run's
+        ([], ""),  # a fork: GitHub lists no pull request
+    ],
+)
+def test_the_pull_request_number_comes_from_the_event(tmp_path: Path, pull_requests: list[Any], number: str) -> None:
+    output = tmp_path / "github_output"
+    output.write_text("")
+    env = {"PATH": os.environ["PATH"], "GITHUB_OUTPUT": str(output), "PULL_REQUESTS": json.dumps(pull_requests), "HEAD_SHA": SHA}
+    result = _run_step(_step(_load("pr-diff.yml"), "diff", "pr")["run"], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert output.read_text() == f"number={number}\n"
+
+
+@pytest.mark.parametrize(
+    ("layout", "found", "code"), [("good", "true", 0), ("none", "false", 0), ("link", None, 1), ("no-manifest", None, 1)]
+)
+def test_the_downloaded_artifact_is_checked_before_use(tmp_path: Path, layout: str, found: str | None, code: int) -> None:
+    review = tmp_path / "review"
+    script = "import os, sys\n"
+    if layout != "none":
+        script += f"os.makedirs({str(review / 'cdk.out')!r}, exist_ok=True)\n"
+        if layout != "no-manifest":
+            script += f"open({str(review / 'cdk.out' / 'manifest.json')!r}, 'w').write('{{}}')\n"
+        if layout == "link":
+            script += f"os.symlink('/etc/passwd', {str(review / 'cdk.out' / 'x.template.json')!r})\n"
+    else:
+        script += "sys.exit(1)\n"
+    gh = tmp_path / "bin" / "gh"
+    gh.parent.mkdir()
+    gh.write_text(f"#!{sys.executable}\n{script}")
+    gh.chmod(0o755)
+    output = tmp_path / "github_output"
+    output.write_text("")
+    env = {
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "GITHUB_OUTPUT": str(output),
+        "RUNNER_TEMP": str(tmp_path),
+        "RELEASE_ENV": "prod",
+        "RUN_ID": "1",
+        "GITHUB_REPOSITORY": "o/r",
+    }
+    result = _run_step(_step(_load("pr-diff.yml"), "diff", "artifact")["run"], tmp_path, env)
+    assert result.returncode == code, result.stdout + result.stderr
+    assert output.read_text() == (f"found={found}\n" if found else "")
 
 
 # ---- the shell steps, run for real ---------------------------------------------------------------
@@ -240,6 +446,7 @@ def _decide(
         "RELEASED_PARAMETER": "/cashsouk/prod/release/current",
         "FORCE_BUILD": force,
         "SCHEMA_APPS": "api",
+        "APPS": "api admin investor issuer landing",
     }
     result = _run_step(script, monorepo, env)
     return result, output.read_text().splitlines()
@@ -252,15 +459,15 @@ def test_change_detection_builds_only_what_changed_since_the_last_release(monore
     head = _commit(monorepo, {"apps/investor/x\napi=false": "v2", "docs/notes.md": "x"})
     result, lines = _decide(monorepo, tmp_path, {"imageTag": released, "digests": {}}, head)
     assert result.returncode == 0, result.stderr
-    assert lines == [
-        f"base={released}",
-        "api=false",
-        "admin=true",
-        "investor=true",
-        "issuer=false",
-        "landing=false",
-        "services=api admin investor",  # the schema app always (every release migrates), then what changed
-    ]
+    assert lines[0] == f"base={released}"
+    assert json.loads(lines[1].removeprefix("changed=")) == {
+        "api": "false",
+        "admin": "true",
+        "investor": "true",
+        "issuer": "false",
+        "landing": "false",
+    }
+    assert lines[2:] == ["services=api admin investor"]  # the schema app always (every release migrates), then what changed
 
 
 def test_an_unchanged_release_deploys_only_the_schema_apps(monorepo: Path, tmp_path: Path) -> None:
@@ -276,9 +483,8 @@ def test_shared_packages_rebuild_every_app(monorepo: Path, tmp_path: Path) -> No
     head = _commit(monorepo, {"packages/ui/index.ts": "v2"})
     result, lines = _decide(monorepo, tmp_path, {"imageTag": released}, head)
     assert result.returncode == 0, result.stderr
-    assert lines[1:] == [f"{a}=true" for a in ("api", "admin", "investor", "issuer", "landing")] + [
-        "services=api admin investor issuer landing"
-    ]
+    assert json.loads(lines[1].removeprefix("changed=")) == dict.fromkeys(("api", "admin", "investor", "issuer", "landing"), "true")
+    assert lines[2:] == ["services=api admin investor issuer landing"]
 
 
 @pytest.mark.parametrize(
@@ -294,16 +500,16 @@ def test_without_a_released_commit_everything_is_built(monorepo: Path, tmp_path:
     head = _git(monorepo, "rev-parse", "HEAD")
     result, lines = _decide(monorepo, tmp_path, released, head)
     assert result.returncode == 0, result.stderr
-    assert lines == ["base="] + [f"{a}=true" for a in ("api", "admin", "investor", "issuer", "landing")] + [
-        "services=api admin investor issuer landing"  # the first release deploys every app
-    ]
+    assert lines[0] == "base="
+    assert json.loads(lines[1].removeprefix("changed=")) == dict.fromkeys(("api", "admin", "investor", "issuer", "landing"), "true")
+    assert lines[2:] == ["services=api admin investor issuer landing"]  # the first release deploys every app
 
 
 def test_manual_rebuild_ignores_the_released_commit(monorepo: Path, tmp_path: Path) -> None:
     head = _git(monorepo, "rev-parse", "HEAD")
     result, lines = _decide(monorepo, tmp_path, {"imageTag": head}, head, force="true")
     assert result.returncode == 0, result.stderr
-    assert lines[0] == "base=" and all(line.endswith("=true") for line in lines[1:-1])
+    assert lines[0] == "base=" and set(json.loads(lines[1].removeprefix("changed=")).values()) == {"true"}
     assert lines[-1] == "services=api admin investor issuer landing"
 
 
@@ -467,11 +673,20 @@ def _build_env(tmp_path: Path, app: str, build_args: str = "") -> dict[str, str]
     }
 
 
-def _build(tmp_path: Path, app: str, build_args: str = "", prisma: str = "^6.16.2") -> tuple[subprocess.CompletedProcess[str], list[str]]:
+NODE_PIN = "node:22.23.3-bookworm-slim@sha256:" + "d" * 64
+CA_SHA = "0" * 64
+PINS = f"# reviewed\nNODE_IMAGE={NODE_PIN}\nRDS_CA_BUNDLE_SHA256={CA_SHA}\n"
+
+
+def _build(
+    tmp_path: Path, app: str, build_args: str = "", prisma: str = "^7.10.1", pins: str = PINS
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     repo = tmp_path / "repo"
     for path, text in {
         f"docker/{app}.Dockerfile": "FROM scratch\n",
         "infra/migrate/runner.py": "# the runner\n",
+        "infra/migrate/image.pins": pins,
+        "infra/migrate/prisma-cli/package-lock.json": (REPO / "migrate" / "prisma-cli" / "package-lock.json").read_text(),
         "apps/api/package.json": json.dumps({"devDependencies": {"prisma": prisma}}),
     }.items():
         (repo / path).parent.mkdir(parents=True, exist_ok=True)
@@ -488,40 +703,50 @@ def _option(args: list[str], name: str) -> list[str]:
     return [args[i + 1] for i, arg in enumerate(args) if arg == name]
 
 
-# The pinned SHA-256 of Amazon RDS's CA bundle, one line of the BUILD_ARGS_MIGRATE secret.
-CA_PIN = "RDS_CA_BUNDLE_SHA256=" + "0" * 64 + "\n"
-
-
-def test_migrate_image_is_built_with_the_runner_for_the_tasks_architecture(tmp_path: Path) -> None:
-    """docker/migrate.Dockerfile is migrate/Dockerfile: it COPYs the runner from the named build
-    context `runner`, and must be built for the migrate task's CPU architecture with apps/api's
-    Prisma version and the pinned RDS CA bundle checksum (docs/migrations.md)."""
-    result, build = _build(tmp_path, "migrate", build_args=CA_PIN)
+def test_migrate_image_is_built_from_the_reviewed_pins_with_provenance(tmp_path: Path) -> None:
+    """docker/migrate.Dockerfile is migrate/Dockerfile: the runner, its requirements and the Prisma
+    lockfile come from the named build context `runner`; exactly the two reviewed pins are build
+    arguments; the platform is the migrate task's CPU architecture; provenance is attached."""
+    result, build = _build(tmp_path, "migrate")
     assert result.returncode == 0, result.stderr
     assert _option(build, "--platform") == ["linux/arm64"]
     assert _option(build, "--build-context") == ["runner=infra/migrate"]
-    assert _option(build, "--build-arg") == ["PRISMA_VERSION=6.16.2", CA_PIN.strip()]
+    assert _option(build, "--build-arg") == [f"NODE_IMAGE={NODE_PIN}", f"RDS_CA_BUNDLE_SHA256={CA_SHA}"]
+    assert "--provenance=mode=max" in build
     assert _option(build, "--tag") == [f"123456789012.dkr.ecr.ap-southeast-5.amazonaws.com/migrate-cashsouk:{SHA}"]
     assert build[-1] == "."
 
 
-def test_migrate_prisma_version_from_build_args_wins(tmp_path: Path) -> None:
-    result, build = _build(tmp_path, "migrate", build_args="PRISMA_VERSION=6.19.0\n" + CA_PIN, prisma="latest")
-    assert result.returncode == 0, result.stderr
-    assert _option(build, "--build-arg") == ["PRISMA_VERSION=6.19.0", CA_PIN.strip()]
+@pytest.mark.parametrize(
+    ("pins", "says"),
+    [
+        ("NODE_IMAGE=\nRDS_CA_BUNDLE_SHA256=\n", "NODE_IMAGE"),  # as committed until someone pins
+        (f"NODE_IMAGE=node:22.23.3-bookworm-slim\nRDS_CA_BUNDLE_SHA256={CA_SHA}\n", "NODE_IMAGE"),  # a tag, not a digest
+        (f"NODE_IMAGE={NODE_PIN}\nRDS_CA_BUNDLE_SHA256=abc123\n", "RDS_CA_BUNDLE_SHA256"),
+        (f"NODE_IMAGE={NODE_PIN}\n", "RDS_CA_BUNDLE_SHA256"),
+    ],
+)
+def test_migrate_build_without_valid_pins_fails_saying_what_to_set(tmp_path: Path, pins: str, says: str) -> None:
+    result, build = _build(tmp_path, "migrate", pins=pins)
+    assert result.returncode == 1 and build == []
+    assert says in result.stdout and "migrate/image.pins" in result.stdout
 
 
-@pytest.mark.parametrize("build_args", ["", "RDS_CA_BUNDLE_SHA256=\n", "RDS_CA_BUNDLE_SHA256=abc123\n"])
-def test_migrate_build_without_the_rds_ca_pin_fails_saying_what_to_set(tmp_path: Path, build_args: str) -> None:
+@pytest.mark.parametrize(
+    "build_args",
+    ["PSYCOPG_VERSION=3.0.0\n", "API_DIR=../../etc\n", f"RDS_CA_BUNDLE_SHA256={'1' * 64}\n", "PRISMA_VERSION=7.10.1\n"],
+)
+def test_the_migrate_image_takes_no_build_argument_from_a_secret(tmp_path: Path, build_args: str) -> None:
     result, build = _build(tmp_path, "migrate", build_args=build_args)
     assert result.returncode == 1 and build == []
-    assert "RDS_CA_BUNDLE_SHA256" in result.stdout and "BUILD_ARGS_MIGRATE" in result.stdout
-
-
-def test_migrate_build_without_an_exact_prisma_version_fails_saying_what_to_set(tmp_path: Path) -> None:
-    result, build = _build(tmp_path, "migrate", prisma=">=6")
-    assert result.returncode == 1 and build == []
     assert "BUILD_ARGS_MIGRATE" in result.stdout
+
+
+@pytest.mark.parametrize("prisma", [">=6", "6.16.2", "^6.19.0", ""])
+def test_migrate_build_refuses_a_prisma_other_than_the_lockfiles(tmp_path: Path, prisma: str) -> None:
+    result, build = _build(tmp_path, "migrate", prisma=prisma)
+    assert result.returncode == 1 and build == []
+    assert "migrate/prisma-cli" in result.stdout
 
 
 def test_app_images_are_built_as_before(tmp_path: Path) -> None:
@@ -529,6 +754,13 @@ def test_app_images_are_built_as_before(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert _option(build, "--platform") == [] and _option(build, "--build-context") == []
     assert _option(build, "--build-arg") == ["NEXT_PUBLIC_API_URL=https://api.example.com"]
+
+
+@pytest.mark.parametrize("line", ["NODE_ENV=development", "next_public_x=1", "--network=host", "NEXT_PUBLIC_=x"])
+def test_app_build_args_are_only_next_public_values(tmp_path: Path, line: str) -> None:
+    result, build = _build(tmp_path, "landing", build_args=f"NEXT_PUBLIC_OK=1\n{line}\n")
+    assert result.returncode == 1 and build == []
+    assert "only NEXT_PUBLIC_<NAME>=value lines" in result.stdout
 
 
 @pytest.mark.parametrize("code", [0, 13, 15])
@@ -552,23 +784,24 @@ def test_release_step_passes_the_planned_apps_and_exits_with_the_clis_code(tmp_p
 def test_a_failing_cdk_diff_is_still_posted_then_fails_the_job(tmp_path: Path) -> None:
     """The step shell has -e: without care, a failing `cdk diff` ends the step at once, its status
     is never written and the comment step is skipped."""
-    _stub(tmp_path / "bin", "cdk", tmp_path / "cdk.log", stderr="Stack cashsouk-prod-data\nerror: something\n", code=1)
+    (tmp_path / "node_modules").mkdir()
+    _stub(tmp_path / "node_modules" / ".bin", "cdk", tmp_path / "cdk.log", stderr="Stack cashsouk-prod-data\nerror: something\n", code=1)
     output = tmp_path / "github_output"
     output.write_text("")
     env = {
-        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "PATH": os.environ["PATH"],
         "GITHUB_OUTPUT": str(output),
         "RUNNER_TEMP": str(tmp_path),
         "RELEASE_ENV": "prod",
     }
-    result = _run_step(_step(_load("pull-request.yml"), "diff", "diff")["run"], tmp_path, env)
+    result = _run_step(_step(_load("pr-diff.yml"), "diff", "diff")["run"], tmp_path, env)
     assert result.returncode == 0, result.stderr
     assert output.read_text() == "status=1\n"
     assert "error: something" in result.stdout
     (call,) = _calls(tmp_path / "cdk.log")
-    assert call == ["diff", "-c", "env=prod", "--method=template", "--no-color"]
-    fail = next(s for s in _load("pull-request.yml")["jobs"]["diff"]["steps"] if s.get("name") == "Fail if cdk diff failed")
-    assert fail["if"] == "steps.diff.outputs.status != '0'"
+    assert call == ["diff", "--app", f"{tmp_path}/review/cdk.out", "--method=template", "--no-color"]
+    fail = next(s for s in _load("pr-diff.yml")["jobs"]["diff"]["steps"] if s.get("name") == "Fail if cdk diff failed")
+    assert fail["if"] == "steps.artifact.outputs.found == 'true' && steps.diff.outputs.status != '0'"
 
 
 @pytest.mark.parametrize(
@@ -587,7 +820,7 @@ def test_the_diff_comment_is_updated_in_place(tmp_path: Path, existing: str, met
         "HEAD_SHA": SHA,
         "MARKER": "<!-- cdk-diff:prod -->",
     }
-    step = next(s for s in _load("pull-request.yml")["jobs"]["diff"]["steps"] if str(s.get("name", "")).startswith("Post the diff"))
+    step = next(s for s in _load("pr-diff.yml")["jobs"]["diff"]["steps"] if str(s.get("name", "")).startswith("Post the diff"))
     result = _run_step(step["run"], tmp_path, env)
     assert result.returncode == 0, result.stderr
     lookup, write = _calls(tmp_path / "gh.log")
@@ -628,14 +861,13 @@ def test_the_plan_runs_before_the_release_starts() -> None:
     assert steps.index("release-plan") == steps.index("release") - 1
 
 
-def test_the_migration_lint_runs_on_the_pull_requests_base_and_its_findings_fail_after_posting(tmp_path: Path) -> None:
+def test_the_migration_lint_runs_on_the_pull_requests_base_and_its_findings_fail_after_uploading(tmp_path: Path) -> None:
     workflow = _load("pull-request.yml")
-    diff = workflow["jobs"]["diff"]
-    assert diff["steps"][0]["with"]["fetch-depth"] == 0  # the base commit must be there to diff against
-    install = next(s for s in diff["steps"] if str(s.get("name", "")).startswith("Install"))
-    assert "make setup" in install["run"]  # the dev lock: squawk hash-pinned with the rest
+    test = workflow["jobs"]["test"]
+    assert test["steps"][0]["with"]["fetch-depth"] == 0  # the base commit must be there to diff against
+    assert any(s.get("run") == "make test" for s in test["steps"])  # the dev lock: squawk hash-pinned with the rest
     assert re.search(r"^squawk-cli==[0-9.]+ \\$", (REPO / "requirements-dev.lock").read_text(), re.M)
-    lint = _step(workflow, "diff", "lint")
+    lint = _step(workflow, "test", "lint")
     assert lint["env"] == {"BASE_SHA": "${{ github.event.pull_request.base.sha }}"}
     _stub(tmp_path / "bin", "python", tmp_path / "python.log", stdout="### Migration lint (squawk)\n| x |\n", code=1)
     (tmp_path / ".venv" / "bin").mkdir(parents=True)
@@ -650,9 +882,10 @@ def test_the_migration_lint_runs_on_the_pull_requests_base_and_its_findings_fail
         "BASE_SHA": "0" * 40,
     }
     result = _run_step(lint["run"], tmp_path, env)
-    assert result.returncode == 0, result.stderr  # findings are posted first
+    assert result.returncode == 0, result.stderr  # findings are uploaded (and posted) first
     assert output.read_text() == "status=1\n"
-    assert (tmp_path / "lint.md").read_text().startswith("### Migration lint (squawk)")
+    assert (tmp_path / "review" / "lint.md").read_text().startswith("### Migration lint (squawk)")
+    assert (tmp_path / "review" / "lint-status").read_text() == "1\n"
     (call,) = _calls(tmp_path / "python.log")
     assert call == [
         "-m",
@@ -667,13 +900,16 @@ def test_the_migration_lint_runs_on_the_pull_requests_base_and_its_findings_fail
         "--format",
         "markdown",
     ]
-    fail = next(s for s in diff["steps"] if s.get("name") == "Fail if the migration lint found problems")
+    names = [str(s.get("name", "")) for s in test["steps"]]
+    fail = next(s for s in test["steps"] if s.get("name") == "Fail if the migration lint found problems")
     assert fail["if"] == "steps.lint.outputs.status != '0'"
+    assert names.index(fail["name"]) > names.index("Upload the assembly and the lint for the diff")
 
 
 def test_the_comment_carries_the_migration_lint_after_the_diff(tmp_path: Path) -> None:
     (tmp_path / "diff.txt").write_text("There were no differences\n")
-    (tmp_path / "lint.md").write_text(
+    (tmp_path / "review").mkdir()
+    (tmp_path / "review" / "lint.md").write_text(
         "### Migration lint (squawk)\n\n| `m.sql` | 2 | `ban-drop-column` | Dropping a column may break existing clients. |\n"
     )
     _stub(tmp_path / "bin", "gh", tmp_path / "gh.log", stdout="")
@@ -687,7 +923,7 @@ def test_the_comment_carries_the_migration_lint_after_the_diff(tmp_path: Path) -
         "HEAD_SHA": SHA,
         "MARKER": "<!-- cdk-diff:prod -->",
     }
-    step = next(s for s in _load("pull-request.yml")["jobs"]["diff"]["steps"] if str(s.get("name", "")).startswith("Post the diff"))
+    step = next(s for s in _load("pr-diff.yml")["jobs"]["diff"]["steps"] if str(s.get("name", "")).startswith("Post the diff"))
     assert _run_step(step["run"], tmp_path, env).returncode == 0
     body = (tmp_path / "comment.md").read_text()
     assert body.index("There were no differences") < body.index("### Migration lint (squawk)") < body.index("`ban-drop-column`")
