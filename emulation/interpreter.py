@@ -36,6 +36,10 @@ each covered by tests/release/test_release_interpreter.py:
 10. The history cap: an execution whose history would pass 25,000 events fails (States.Runtime
    here: AWS documents the cap, not the error name; config keeps the worst case below it).
 
+11. A reserved error leaving a Map iteration keeps its name. Unpatched, moto rebuilds the
+   iteration's error as a custom name, which refuses the `States.` prefix, so any `States.*` error
+   inside a Map (DataLimitExceeded, Timeout, TaskFailed) surfaced as States.Runtime.
+
 6. A stopped execution stays stopped. StopExecution ends an execution ABORTED; unpatched, an error
    raised by the Task that was running when it was stopped overwrites the stop, and the execution
    ends FAILED through the definition's Catch (a race: it showed as a flaky test).
@@ -60,7 +64,9 @@ from collections.abc import Callable
 from typing import Any
 
 from moto.stepfunctions.parser.api import EvaluationFailedEventDetails, HistoryEventType
+from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+from moto.stepfunctions.parser.asl.component.common.error_name.error_name import ErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent, FailureEventException
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
@@ -69,6 +75,7 @@ from moto.stepfunctions.parser.asl.component.common.string.string_expression imp
 from moto.stepfunctions.parser.asl.component.intrinsic.jsonata import get_intrinsic_functions_declarations
 from moto.stepfunctions.parser.asl.component.program.program import Program
 from moto.stepfunctions.parser.asl.component.state.exec import execute_state
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import iteration_worker
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_aws_sdk,
     state_task_service_callback,
@@ -339,7 +346,9 @@ _STATES_ALL = StatesErrorName(typ=StatesErrorNameType.StatesALL)
 
 
 def _error_equals(self: ErrorEqualsDecl, env: Any) -> None:
-    if env.stack and env.stack[-1] == _DATA_LIMIT and _STATES_ALL in self.error_names:
+    # By name: out of a Map iteration the error arrives as a custom name with the same spelling.
+    error = env.stack[-1] if env.stack else None
+    if getattr(error, "error_name", None) == _DATA_LIMIT.error_name and _STATES_ALL in self.error_names:
         env.stack.pop()
         env.stack.append(False)
         return
@@ -354,6 +363,13 @@ def _callback_after_eval_execution(self: Any, env: Any, *args: Any, **kwargs: An
     if self._is_integration_pattern():
         self._verify_size_quota(env=env, value=env.stack[-1])
     _UNPATCHED_CALLBACK_AFTER(self, env, *args, **kwargs)
+
+
+# ---- patch 11: a States.* error out of a Map iteration keeps its reserved name ------------------------
+def _iteration_error_name(error_name: str) -> ErrorName:
+    if error_name.startswith("States."):
+        return StatesErrorName.from_name(error_name)
+    return CustomErrorName(error_name=error_name)
 
 
 # ---- patch 9: the machine's TimeoutSeconds in virtual seconds ----------------------------------------
@@ -410,6 +426,7 @@ def install(client_factory: Callable[[str, str], Any]) -> None:
         (StateTaskService, "_eval_execution", _eval_execution_as_role),
         (ErrorEqualsDecl, "_eval_body", _error_equals),
         (Program, "eval", _program_eval),
+        (iteration_worker, "CustomErrorName", _iteration_error_name),
         (EventManager, "add_event", _add_event_within_cap),
         (state_task_service_callback.StateTaskServiceCallback, "_after_eval_execution", _callback_after_eval_execution),
         # Virtual time.

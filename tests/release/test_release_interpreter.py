@@ -164,3 +164,24 @@ def test_a_stopped_execution_stays_stopped_when_its_running_task_then_fails(sfn:
     env._program_state = ProgramRunning()  # type: ignore[no-untyped-call]
     Environment.set_error(env, {"error": "States.TaskFailed", "cause": "a real failure"})
     assert isinstance(env._program_state, ProgramError)
+
+
+def test_a_reserved_error_leaving_a_map_iteration_keeps_its_name(sfn: Interpreter) -> None:
+    """Patch 11: unpatched, the Map's error is rebuilt as a custom name, which refuses `States.`."""
+    sfn.reset()
+    iteration = {"StartAt": "Bad", "States": {"Bad": {"Type": "Pass", "Output": "{% $error('boom') %}", "End": True}}}
+    definition = machine(
+        {
+            "M": {
+                "Type": "Map",
+                "Items": "{% [1] %}",
+                "ItemProcessor": iteration,
+                "Catch": [{"ErrorEquals": ["States.QueryEvaluationError"], "Next": "C", "Output": "{% $states.errorOutput %}"}],
+                "End": True,
+            },
+            "C": {"Type": "Pass", "End": True},
+        },
+        "M",
+    )
+    result = sfn.run(sfn.machine(definition, "t"), {})
+    assert (result.status, result.output["Error"]) == ("SUCCEEDED", "States.QueryEvaluationError"), (result.error, result.cause)
