@@ -43,7 +43,7 @@ CfnWaitConditionHandle(Stack(app, "Empty"), "Nothing")
 app.synth()
 """
 
-GOALS = {"synth.app": 1.5, "suite.warm": 15, "suite.cold_after_make_synth": 40}
+GOALS = {"synth.app": 1.5, "suite.warm": 15, "suite.cold_after_make_synth": 25}
 
 
 def _run(command: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
@@ -136,7 +136,7 @@ SUITE_ENV = {key: value for key, value in ENV.items() if key not in ("CDK_CONTEX
 
 
 def suite_warm(report: Report) -> None:
-    pytest = [str(ROOT / ".venv" / "bin" / "pytest"), "-q", "-n", "auto", "--dist", "worksteal", "--durations=5"]
+    pytest = [str(ROOT / ".venv" / "bin" / "pytest"), "-q", "-n", "auto", "--dist", "worksteal", "--durations=10"]
     seconds, result = _run(pytest, env=SUITE_ENV)
     report.line("suite.warm", seconds, f"pytest as `make test` runs it; caches as earlier runs left them {_pytest_summary(result.stdout)}")
 

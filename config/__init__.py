@@ -143,6 +143,8 @@ class AppConfig(_Strict):
     # Roles of the service's task definition: a release registers a new revision with them.
     task_role_arn: RoleArn | None = None
     execution_role_arn: RoleArn | None = None
+    # Apps whose rollout must complete before this one's starts (when both are in the release).
+    after: list[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]{0,19}$")]] = Field(default_factory=list)
 
     @property
     def output_suffix(self) -> str:
@@ -194,6 +196,10 @@ class ReleaseConfig(_Strict):
     lease_wait_minutes: int = Field(default=20, ge=0, le=240)
     rollout_timeout_minutes: int = Field(default=30, ge=5, le=240)
     keep_images: int = Field(default=30, ge=5, le=1000)
+    # Services rolling out at once after the migration (a Map's MaxConcurrency); 1 is one at a time.
+    max_parallel_rollouts: int = Field(default=5, ge=1, le=10)
+    # How long a release started with --snapshot waits for its manual snapshot before migrating.
+    snapshot_timeout_minutes: int = Field(default=60, ge=5, le=240)
 
 
 class ReviewConfig(_Strict):
@@ -266,6 +272,18 @@ class EnvironmentConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _rollout_order(self) -> EnvironmentConfig:
+        names = [app.name for app in self.apps]
+        for i, app in enumerate(self.apps):
+            unknown = [n for n in app.after if n not in names]
+            if unknown:
+                raise ValueError(f"apps[{i}].after: unknown app {', '.join(unknown)} (apps: {', '.join(names)})")
+        cycle = rollout_cycle({app.name: app.after for app in self.apps})
+        if cycle:
+            raise ValueError(f"apps[{names.index(cycle[0])}].after: a cycle, {' -> '.join(cycle)}")
+        return self
+
+    @model_validator(mode="after")
     def _within_release_limits(self) -> EnvironmentConfig:
         # The AWS limits the release state machine assumes (release/limits.py, docs/release.md).
         bounds = ReleaseBounds(
@@ -273,6 +291,7 @@ class EnvironmentConfig(_Strict):
             lease_wait_seconds=self.release.lease_wait_minutes * 60,
             migrate_timeout_seconds=self.migrate.timeout_minutes * 60,
             rollout_timeout_seconds=self.release.rollout_timeout_minutes * 60,
+            snapshot_timeout_seconds=self.release.snapshot_timeout_minutes * 60,
         )
         problem = release_limit_problem(bounds)
         if problem:
@@ -286,6 +305,31 @@ class EnvironmentConfig(_Strict):
 
     def app(self, name: str) -> AppConfig:
         return next(app for app in self.apps if app.name == name)
+
+
+def rollout_cycle(after: dict[str, list[str]]) -> list[str]:
+    """One cycle among the apps' `after` lists, as a path that returns to its start, or []."""
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+
+    def visit(name: str, path: list[str]) -> list[str]:
+        state[name] = 1
+        for nxt in after.get(name, []):
+            if state.get(nxt) == 1:
+                on_path = [*path, name]
+                return [*on_path[on_path.index(nxt) :], nxt]
+            if nxt not in state:
+                found = visit(nxt, [*path, name])
+                if found:
+                    return found
+        state[name] = 2
+        return []
+
+    for name in after:
+        if name not in state:
+            found = visit(name, [])
+            if found:
+                return found
+    return []
 
 
 def github_role_name(name_prefix: str, env_name: str, kind: str) -> str:

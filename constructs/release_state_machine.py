@@ -14,6 +14,7 @@ sit in a policy of their own, so a cdk-nag suppression of `Resource::*` covers e
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_rds as rds
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
@@ -64,6 +66,7 @@ class ServiceTarget:
     uses_schema: bool
     task_role_arn: str | None = None
     execution_role_arn: str | None = None
+    after: tuple[str, ...] = ()  # apps whose rollout completes before this one's starts
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,10 @@ class ReleaseSettings:
     failure_notifications: bool = True
     log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH
     migrate_container_name: str = field(default=contract.MIGRATE_CONTAINER_NAME)
+    max_parallel_rollouts: int = 5
+    # The database a release migrates: its restore point (and optional snapshot) before migrating.
+    database_instance: rds.IDatabaseInstance | None = None
+    snapshot_timeout: Duration = field(default_factory=lambda: Duration.minutes(60))
 
     @property
     def name(self) -> str:
@@ -109,6 +116,7 @@ class ReleaseSettings:
             lease_wait_seconds=int(self.lease_wait.to_seconds()),
             migrate_timeout_seconds=int(self.migrate_timeout.to_seconds()),
             rollout_timeout_seconds=int(self.rollout_timeout.to_seconds()),
+            snapshot_timeout_seconds=int(self.snapshot_timeout.to_seconds()) if self.database_instance else 0,
         )
 
     def check(self) -> None:
@@ -123,13 +131,22 @@ class ReleaseSettings:
         if problem:
             raise ValueError(problem)
 
+    def rollout_rounds(self) -> int:
+        """Rollouts one after another in the worst case: per `after:` wave, its services
+        max_parallel_rollouts at a time (deploy.py)."""
+        waves = limits.rollout_waves({t.app: list(t.after) for t in self.services})
+        sizes = [list(waves.values()).count(w) for w in set(waves.values())]
+        return sum(math.ceil(n / self.max_parallel_rollouts) for n in sizes)
+
     def execution_timeout_seconds(self) -> int:
-        """Bounds every path: lease wait + migration + every service's rollout, plus slack."""
+        """Bounds every path: lease wait + snapshot + migration + the rollouts that may run one
+        after another, plus slack."""
         b = self.bounds()
         return (
             b.lease_wait_seconds
             + b.migrate_timeout_seconds
-            + len(self.services) * (b.rollout_timeout_seconds + PER_SERVICE_SLACK_SECONDS)
+            + b.snapshot_timeout_seconds
+            + self.rollout_rounds() * (b.rollout_timeout_seconds + PER_SERVICE_SLACK_SECONDS)
             + SLACK_SECONDS
         )
 
@@ -304,6 +321,7 @@ class ReleaseStateMachine(Construct):
                     repository_uri=t.repository.repository_uri,
                     repository_arn=t.repository.repository_arn,
                     uses_schema=t.uses_schema,
+                    after=tuple(t.after),
                 )
                 for t in s.services
             ],
@@ -318,6 +336,14 @@ class ReleaseStateMachine(Construct):
             rollout_timeout_seconds=int(s.rollout_timeout.to_seconds()),
             execution_timeout_seconds=s.execution_timeout_seconds(),
             migrate_container=s.migrate_container_name,
+            max_parallel_rollouts=s.max_parallel_rollouts,
+            database_instance_identifier=s.database_instance.instance_identifier if s.database_instance else None,
+            database_instance_arn=s.database_instance.instance_arn if s.database_instance else None,
+            snapshot_prefix=s.name,
+            snapshot_arn_prefix=stack.format_arn(
+                service="rds", resource="snapshot", resource_name=f"{s.name}-", arn_format=ArnFormat.COLON_RESOURCE_NAME
+            ),
+            snapshot_timeout_seconds=int(s.snapshot_timeout.to_seconds()),
         )
 
     # ---- the release machine ------------------------------------------------------------------------
@@ -658,7 +684,9 @@ class ReleaseStateMachine(Construct):
                 self.grants,
                 "ecs:RunTask is limited to revisions of the migrate family (each release registers a new one) and to "
                 "the cluster by condition; DescribeTasks/StopTask to tasks in the cluster (ids are not known in advance); "
-                "ecs:TagResource only while registering a task definition or running a task (ecs:CreateAction).",
+                "ecs:TagResource only while registering a task definition or running a task (ecs:CreateAction); "
+                "rds:CreateDBSnapshot/DescribeDBSnapshots to snapshots named with this machine's prefix (each release "
+                "names its own).",
             ),
             (
                 self.cleanup_policy,

@@ -85,7 +85,7 @@ class Call:
 
 @dataclass
 class FakeAws:
-    """ECR, ECS, DynamoDB and SSM, as much as a release uses, with state and a call log."""
+    """ECR, ECS, DynamoDB, SSM and RDS, as much as a release uses, with state and a call log."""
 
     images: dict[str, dict[str, str]] = field(default_factory=dict)  # repository -> tag -> digest
     services: dict[str, dict[str, Any]] = field(default_factory=dict)  # service name -> description
@@ -512,6 +512,58 @@ class FakeAws:
         version = (current["Version"] + 1) if current else 1
         self.parameters[Name] = {"Value": Value, "Version": version, "Type": params.get("Type", "String")}
         return {"Version": version, "Tier": "Standard"}
+
+    # ---- RDS (the restore point before a migration: constructs/release_machine/restore_point.py) ----
+    # instance identifier -> DescribeDBInstances' member for it; snapshot id -> its state.
+    databases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Virtual seconds from CreateDBSnapshot to "available" (AWS documents no duration; the bench
+    # states its assumption), or None for a snapshot that never becomes available.
+    snapshot_seconds: float | None = 300.0
+    snapshot_outcome: str = "available"  # or "failed"
+
+    def add_database(self, identifier: str, *, backup_retention_days: int = 7) -> None:
+        self.databases[identifier] = {
+            "DBInstanceIdentifier": identifier,
+            "DBInstanceStatus": "available",
+            "Engine": "postgres",
+            "BackupRetentionPeriod": backup_retention_days,
+            # About five minutes behind, as RDS reports it.
+            "LatestRestorableTime": "2026-12-03T09:55:00Z",
+            "DBInstanceArn": f"arn:aws:rds:{REGION}:{ACCOUNT}:db:{identifier}",
+        }
+
+    def _rds_DescribeDBInstances(self, DBInstanceIdentifier: str, **_: Any) -> dict[str, Any]:
+        if DBInstanceIdentifier not in self.databases:
+            raise FakeError("DBInstanceNotFound", f"DBInstance {DBInstanceIdentifier} not found.", 404)
+        return {"DBInstances": [copy.deepcopy(self.databases[DBInstanceIdentifier])]}
+
+    def _rds_CreateDBSnapshot(self, DBSnapshotIdentifier: str, DBInstanceIdentifier: str, **_: Any) -> dict[str, Any]:
+        if DBInstanceIdentifier not in self.databases:
+            raise FakeError("DBInstanceNotFound", f"DBInstance {DBInstanceIdentifier} not found.", 404)
+        if DBSnapshotIdentifier in self.snapshots:
+            raise FakeError(
+                "DBSnapshotAlreadyExists",
+                f"Cannot create the snapshot because a snapshot with the identifier {DBSnapshotIdentifier} already exists.",
+            )
+        self.snapshots[DBSnapshotIdentifier] = {"instance": DBInstanceIdentifier, "createdAt": CLOCK.now()}
+        return {"DBSnapshot": self._snapshot(DBSnapshotIdentifier)}
+
+    def _rds_DescribeDBSnapshots(self, DBSnapshotIdentifier: str | None = None, **_: Any) -> dict[str, Any]:
+        if DBSnapshotIdentifier not in self.snapshots:
+            raise FakeError("DBSnapshotNotFound", f"DBSnapshot {DBSnapshotIdentifier} not found.", 404)
+        return {"DBSnapshots": [self._snapshot(DBSnapshotIdentifier)]}
+
+    def _snapshot(self, identifier: str) -> dict[str, Any]:
+        snapshot = self.snapshots[identifier]
+        done = self.snapshot_seconds is not None and CLOCK.now() - snapshot["createdAt"] >= self.snapshot_seconds
+        return {
+            "DBSnapshotIdentifier": identifier,
+            "DBInstanceIdentifier": snapshot["instance"],
+            "SnapshotType": "manual",
+            "Status": self.snapshot_outcome if done else "creating",
+            "DBSnapshotArn": f"arn:aws:rds:{REGION}:{ACCOUNT}:snapshot:{identifier}",
+        }
 
 
 # A check runs before the fake answers: (service, operation model, parameters, fake); it raises

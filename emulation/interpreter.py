@@ -59,8 +59,8 @@ import copy
 import importlib
 import json
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from moto.stepfunctions.parser.api import EvaluationFailedEventDetails, HistoryEventType
@@ -75,7 +75,8 @@ from moto.stepfunctions.parser.asl.component.common.string.string_expression imp
 from moto.stepfunctions.parser.asl.component.intrinsic.jsonata import get_intrinsic_functions_declarations
 from moto.stepfunctions.parser.asl.component.program.program import Program
 from moto.stepfunctions.parser.asl.component.state.exec import execute_state
-from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import iteration_worker
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import inline_iteration_component, iteration_worker
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import job as map_job
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_aws_sdk,
     state_task_service_callback,
@@ -106,27 +107,154 @@ SYNC_POLL_SECONDS = 6.0
 
 
 class VirtualClock:
-    """Seconds since an arbitrary start; only sleeping (retries, waits, .sync polls) moves it."""
+    """A discrete-event clock: seconds since an arbitrary start, moved only by waiting.
+
+    Every thread of the interpreter (an execution, each state's worker, each Map iteration) is a
+    participant, counted from the moment it is started to the moment it ends. A participant that
+    waits (a Wait state, a Retry interval, a .sync poll, an event with a timeout) registers its
+    wake-up time and blocks; a participant waiting for another thread (a join, a Map waiting for
+    its iterations) blocks without one. When every participant is blocked, time jumps to the
+    earliest wake-up and only the threads due then run: two 5-minute waits side by side take 5
+    virtual minutes, not 10, and the order of events is the order AWS would see.
+
+    A thread that is not a participant (a test's own thread) may sleep too: it counts as one for
+    the length of its sleep. If the count is ever wrong (a participant blocked somewhere this clock
+    does not see), nothing would move: after STALL_SECONDS of real time with no change at all the
+    clock jumps anyway and counts it in `forced_jumps` (the bench reports it; it should stay 0).
+    """
+
+    STALL_SECONDS = 2.0
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._now = 0.0
+        self._active = 0  # participants not blocked
+        # Blocked threads: waiter id -> (the condition it waits for, its wake-up time or None).
+        self._waiters: dict[int, tuple[Callable[[], bool], float | None]] = {}
+        self._ids = 0
+        self._version = 0  # bumped by every change a blocked thread could be waiting for
+        self.forced_jumps = 0
+        self._local = threading.local()
 
+    # ---- reading --------------------------------------------------------------------------------
     def now(self) -> float:
-        with self._lock:
+        with self._cond:
             return self._now
 
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += max(0.0, float(seconds))
+    # ---- participants -----------------------------------------------------------------------------
+    def is_participant(self) -> bool:
+        return bool(getattr(self._local, "participant", False))
 
+    def thread_starting(self) -> None:
+        """Called by the parent before a participant thread starts (so it is counted at once)."""
+        with self._cond:
+            self._active += 1
+            self._version += 1
+
+    def thread_running(self) -> None:
+        self._local.participant = True
+
+    @contextmanager
+    def participating(self) -> Iterator[None]:
+        """Count the current thread as a participant meanwhile: time holds still while it starts
+        several threads that should begin at the same virtual moment."""
+        if self.is_participant():
+            yield
+            return
+        self.thread_starting()
+        self._local.participant = True
+        try:
+            yield
+        finally:
+            self._local.participant = False
+            self.thread_ended()
+
+    def thread_ended(self) -> None:
+        with self._cond:
+            self._active -= 1
+            self._changed()
+
+    # ---- waiting ----------------------------------------------------------------------------------
     def sleep(self, seconds: float) -> None:
-        self.advance(seconds)
-        time.sleep(0.0002)  # let the other executions' threads run
+        with self._cond:
+            deadline = self._now + max(0.0, float(seconds))
+            self._block(lambda: self._now >= deadline, deadline)
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        """Block until `predicate()` (checked under the clock's lock, re-checked on every change)
+        or until `timeout` virtual seconds have passed; returns the predicate's last value."""
+        with self._cond:
+            if predicate():
+                return True
+            if timeout is None:
+                self._block(predicate, None)
+            else:
+                deadline = self._now + max(0.0, float(timeout))
+                self._block(lambda: predicate() or self._now >= deadline, deadline)
+            return predicate()
+
+    def notify(self) -> None:
+        """Something a blocked thread may wait for has changed (an event was set)."""
+        with self._cond:
+            self._changed()
 
     def reset(self) -> None:
-        with self._lock:
+        """Time back to 0; threads still waiting keep their remaining wait."""
+        with self._cond:
+            now = self._now
             self._now = 0.0
+            for waiter, (done, deadline) in list(self._waiters.items()):
+                if deadline is not None:
+                    self._waiters[waiter] = (done, max(0.0, deadline - now))
+            self.forced_jumps = 0
+            self._changed()
+
+    # ---- internals (all called with self._cond held) ------------------------------------------------
+    def _changed(self) -> None:
+        self._version += 1
+        self._advance_if_idle()
+        self._cond.notify_all()
+
+    def _earliest(self) -> float | None:
+        deadlines = [deadline for _, deadline in self._waiters.values() if deadline is not None]
+        return min(deadlines) if deadlines else None
+
+    def _advance_if_idle(self) -> None:
+        # Idle: no participant runs, and none is about to (a waiter whose condition already holds,
+        # an event just set, is runnable though it has not woken yet).
+        if self._active > 0 or any(done() for done, _ in self._waiters.values()):
+            return
+        earliest = self._earliest()
+        if earliest is not None and earliest > self._now:
+            self._now = earliest
+
+    def _block(self, done: Callable[[], bool], deadline: float | None) -> None:
+        participant = self.is_participant()
+        self._ids += 1
+        waiter = self._ids
+        self._waiters[waiter] = (done, deadline)
+        # A non-participant counts as one while it sleeps, so the decrement below balances.
+        if not participant:
+            self._active += 1
+        self._active -= 1
+        self._changed()
+        try:
+            while not done():
+                seen = self._version
+                self._cond.wait(self.STALL_SECONDS)
+                earliest = self._earliest()
+                # Nothing changed for STALL_SECONDS of real time: a participant is blocked where
+                # the clock cannot see it. Move on rather than hang.
+                if not done() and self._version == seen and earliest is not None and earliest > self._now:
+                    self._now = earliest
+                    self.forced_jumps += 1
+                    self._changed()
+        finally:
+            self._waiters.pop(waiter, None)
+            self._active += 1
+            if not participant:
+                self._active -= 1
+            self._version += 1
 
 
 CLOCK = VirtualClock()
@@ -145,30 +273,69 @@ class _VirtualTime:
 
 
 class _VirtualEvent:
-    """threading.Event whose wait(timeout) times out on the virtual clock."""
+    """threading.Event on the virtual clock: wait(timeout) times out in virtual seconds, and a
+    participant waiting on it counts as blocked."""
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._flag = False
 
     def set(self) -> None:
-        self._event.set()
+        with CLOCK._cond:
+            self._flag = True
+            CLOCK._changed()
+
+    def clear(self) -> None:
+        with CLOCK._cond:
+            self._flag = False
 
     def is_set(self) -> bool:
-        return self._event.is_set()
+        return self._flag
 
     def wait(self, timeout: float | None = None) -> bool:
-        if timeout is None:
-            return self._event.wait()
-        deadline = CLOCK.now() + timeout
-        while not self._event.wait(0.0005):
-            if CLOCK.now() >= deadline:
-                return False
-        return True
+        return CLOCK.wait_until(lambda: self._flag, timeout)
+
+
+class _VirtualThread(threading.Thread):
+    """A participant of the virtual clock from start() to the end of its run; join() blocks it
+    until the thread's run has ended (then the real join, which returns at once)."""
+
+    _finished = False
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def start(self) -> None:
+        CLOCK.thread_starting()
+        try:
+            super().start()
+        except BaseException:
+            CLOCK.thread_ended()
+            raise
+
+    def run(self) -> None:
+        CLOCK.thread_running()
+        try:
+            super().run()
+        finally:
+            with CLOCK._cond:
+                self._finished = True
+            CLOCK.thread_ended()
+
+    def join(self, timeout: float | None = None) -> None:
+        # The interpreter joins an execution's thread with the machine's TimeoutSeconds in real
+        # seconds, as before; in virtual time the join waits for the thread to end.
+        CLOCK.wait_until(lambda: self._finished, None)
+        super().join(timeout)
 
 
 class _VirtualThreading:
+    """Stands in for the `threading` module in the interpreter's modules that start threads or wait."""
+
     Event = _VirtualEvent
-    Thread = threading.Thread
+    Thread = _VirtualThread
+    Lock = threading.Lock
+    RLock = threading.RLock
 
 
 # ---- patch 1: JSONata through jsonata-python ---------------------------------------------------------
@@ -374,17 +541,16 @@ def _iteration_error_name(error_name: str) -> ErrorName:
 
 # ---- patch 9: the machine's TimeoutSeconds in virtual seconds ----------------------------------------
 def _program_eval(self: Program, env: Any) -> None:
+    """moto joins the program's thread for TimeoutSeconds of real time; here the wait is on the
+    virtual clock, whose deadline is one of its wake-ups, so a timed-out execution ends at exactly
+    its TimeoutSeconds. The program's thread is a participant of the clock like every other."""
     timeout = self.timeout_seconds.timeout_seconds if self.timeout_seconds else None
     env.next_state_name = self.start_at.start_at_name
-    worker = threading.Thread(target=super(Program, self).eval, args=(env,), daemon=True)
+    worker = _VirtualThread(target=super(Program, self).eval, args=(env,), daemon=True)
     TMP_THREADS.append(worker)
-    started = CLOCK.now()
     worker.start()
-    while worker.is_alive():
-        worker.join(0.002)
-        if timeout is not None and worker.is_alive() and CLOCK.now() - started >= timeout:
-            env.set_timed_out()
-            return
+    if not CLOCK.wait_until(lambda: worker.finished, timeout):
+        env.set_timed_out()
 
 
 # ---- patch 10: the 25,000-event history cap ------------------------------------------------------------
@@ -414,7 +580,7 @@ def install(client_factory: Callable[[str, str], Any]) -> None:
         setattr(module, "boto_client_for", boto_client_for)  # noqa: B010 - moto does not export it
     if _INSTALLED.get("patched"):
         return
-    state_task_service_aws_sdk._SERVICE_ERROR_NAMES.update({"ecs": "Ecs", "ecr": "Ecr", "ssm": "Ssm"})
+    state_task_service_aws_sdk._SERVICE_ERROR_NAMES.update({"ecs": "Ecs", "ecr": "Ecr", "ssm": "Ssm", "rds": "Rds"})
     patches: list[tuple[Any, str, Any]] = [
         (moto_jsonata, "_eval_jsonata", _eval_jsonata),
         (StringJSONata, "_eval_body", _string_jsonata_eval),
@@ -434,6 +600,11 @@ def install(client_factory: Callable[[str, str], Any]) -> None:
         (state_task_service_callback, "time", _VirtualTime),
         (state_task_service_callback, "_DELAY_SECONDS_SYNC_CONDITION_CHECK", SYNC_POLL_SECONDS),
         (execute_state, "threading", _VirtualThreading),
+        # The discrete-event clock counts every thread the interpreter starts (VirtualClock).
+        (execute_state, "Thread", _VirtualThread),
+        (execution_worker, "Thread", _VirtualThread),
+        (inline_iteration_component, "threading", _VirtualThreading),
+        (map_job, "threading", _VirtualThreading),
         (WaitFunction, "_wait_interval", _wait_interval),
         (execution_worker.ExecutionWorker, "_get_evaluation_entrypoint", _evaluation_entrypoint),
     ]

@@ -9,6 +9,7 @@ from emulation.fakes import ACCOUNT, REGION, FakeAws
 MIGRATE_REPOSITORY = "cashsouk-migrate"
 MIGRATE_FAMILY = "cashsouk-migrate"
 EXECUTION_ROLE = f"arn:aws:iam::{ACCOUNT}:role/ecsTaskExecutionRole"
+DATABASE = "cashsouk-db"  # config/example.yaml, database.existing.instance_identifier
 
 
 @dataclass(frozen=True)
@@ -93,4 +94,5 @@ def build_world(fake: FakeAws, tags: tuple[str, ...] = ("abc1234",), *, circuit_
             }
         )
         fake.add_service(app.service, arn, circuit_breaker=circuit_breaker, rollback=circuit_breaker)
+    fake.add_database(DATABASE)
     return fake

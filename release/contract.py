@@ -29,7 +29,7 @@ ERROR_EXIT_CODES: Final[dict[str, int]] = {
 ERROR_NAMES: Final = tuple(ERROR_EXIT_CODES)
 
 # ---- the execution input -----------------------------------------------------------------------
-INPUT_FIELDS: Final = ("imageTag", "services", "migrate", "startedBy", "note", "rollbackOf")
+INPUT_FIELDS: Final = ("imageTag", "services", "migrate", "startedBy", "note", "rollbackOf", "snapshot")
 MAX_TEXT_FIELD: Final = 256  # startedBy, note
 # A Docker image tag (what ECR accepts): first character, then up to 127 of the rest.
 TAG_FIRST_CHARACTERS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
@@ -74,7 +74,16 @@ KIND_RELEASE: Final = "release"
 KIND_ROLLBACK: Final = "rollback"
 PHASES: Final = ("validate", "images", "lease", "migrate", "deploy", "record", "done")
 MIGRATION_OUTCOMES: Final = ("succeeded", "failed", "timed-out", "skipped", "not-run")
-SERVICE_OUTCOMES: Final = ("deployed", "failed", "untouched")
+# "interrupted": its UpdateService ran, then the execution was aborted (the cleanup machine says so).
+SERVICE_OUTCOMES: Final = ("deployed", "failed", "interrupted", "untouched")
+# While services roll out, each one's deployment is also written to its own attribute of the
+# record item as soon as UpdateService returns (JSON text: app, service, deploymentId,
+# taskDefinition, state), so an aborted execution's cleanup can name it; the next PutItem of the
+# record replaces the item, with the same facts in the Summary.
+RECORD_DEPLOYMENT_PREFIX: Final = "Deployment_"  # + app name
+# The lease item's deploy gate: this execution's ARN while services may start, closed by the first
+# failure so that no new service starts (those already rolling finish).
+LEASE_GATE: Final = "Gate"
 
 # ---- names of the migrate task ------------------------------------------------------------------
 MIGRATE_APP: Final = "migrate"  # the migrate image's key among the digests (never an app name)

@@ -62,6 +62,7 @@ def stop_polls(stop_timeout_seconds: int) -> int:
 
 
 LEASE_RETRY_SECONDS = 15
+SNAPSHOT_POLL_SECONDS = 30
 # Attempts of a retried AWS call after the first (throttling, 5xx), with full jitter.
 TRANSIENT_RETRIES = 5
 
@@ -71,9 +72,45 @@ TRANSIENT_RETRIES = 5
 _TASK = 5
 _RETRY = 3
 _POLL = 2 + _TASK + 2 + _RETRY  # Wait, DescribeServices/DescribeTasks, Choice, one retry
-_FIXED = 70 * (_TASK + _RETRY * TRANSIENT_RETRIES)  # every state outside the loops, all retried
+_FIXED = 80 * (_TASK + _RETRY * TRANSIENT_RETRIES)  # every state outside the loops (restore point included), all retried
 _PER_IMAGE = 4 + _TASK + _RETRY * TRANSIENT_RETRIES  # a Map iteration: one digest, or one service's check
-_PER_SERVICE = 10 * (_TASK + _RETRY * TRANSIENT_RETRIES)
+# One service's Map iteration (deploy.py): MapIterationStarted/Succeeded, 4 Pass/Choice states
+# outside the poll loop, and at most 8 Task states (lease check, gate read, DescribeServices,
+# DescribeTaskDefinition, RegisterTaskDefinition, UpdateService, the deployment written to the
+# record, the gate closed), each retried fully; rounded up to 10 Tasks for room. Concurrency does
+# not change the count: every iteration's events are in the one execution history.
+_PER_SERVICE = 2 + 4 * 2 + 10 * (_TASK + _RETRY * TRANSIENT_RETRIES)
+# One wave (a Map over the services of one `after:` level): its Choice, the Map's four events
+# (entered, started, succeeded, exited) and the progress record written after it.
+_PER_WAVE = 2 + 4 + _TASK + _RETRY * TRANSIENT_RETRIES
+
+# A Map state's output is the array of every iteration's output, so the task-result quota covers
+# the array. An iteration's output (deploy.py ServiceDone): app, service, outcome, task definition
+# ARN, deployment id, error name and a reason cut to MAX_REASON_CHARS. The lengths AWS allows: a
+# service name 255, a task definition ARN about 100 + family 255 + revision, an error name and a
+# deployment id well under 256. Rounded up per field.
+MAX_REASON_CHARS = 1000
+_ITERATION_OUTPUT_BYTES = 7 * 64 + 255 + 512 + 256 + 256 + 4 * MAX_REASON_CHARS  # JSON escaping can quadruple a reason
+
+
+def map_output_bytes(services: int) -> int:
+    """Worst case of DeployWave's aggregated output (every service in one wave)."""
+    return 2 + services * (_ITERATION_OUTPUT_BYTES + 1)
+
+
+def rollout_waves(after: dict[str, list[str]]) -> dict[str, int]:
+    """Each app's wave: 0 for an app that waits for none, else one more than the latest wave it
+    waits for. Callers have refused cycles and unknown names (config/__init__.py)."""
+    waves: dict[str, int] = {}
+
+    def wave(app: str) -> int:
+        if app not in waves:
+            waves[app] = 1 + max((wave(other) for other in after.get(app, []) if other in after), default=-1)
+        return waves[app]
+
+    for app in after:
+        wave(app)
+    return waves
 
 
 @dataclass(frozen=True)
@@ -82,6 +119,12 @@ class ReleaseBounds:
     lease_wait_seconds: int
     migrate_timeout_seconds: int
     rollout_timeout_seconds: int
+    snapshot_timeout_seconds: int = 0  # 0: no snapshot phase
+
+    @property
+    def snapshot_polls(self) -> int:
+        # restore_point.py polls DescribeDBSnapshots every SNAPSHOT_POLL_SECONDS.
+        return math.ceil(self.snapshot_timeout_seconds / SNAPSHOT_POLL_SECONDS)
 
     @property
     def lease_attempts(self) -> int:
@@ -102,8 +145,9 @@ class ReleaseBounds:
             + _RETRY * self.lease_attempts
             + _POLL * self.migration_polls
             + _POLL * stop_polls(STOP_TIMEOUT_MAX_SECONDS)
+            + _POLL * self.snapshot_polls
             + _PER_IMAGE * self.services
-            + self.services * (_PER_SERVICE + _POLL * self.rollout_polls)
+            + self.services * (_PER_SERVICE + _PER_WAVE + _POLL * self.rollout_polls)
         )
 
 
@@ -113,6 +157,8 @@ def release_limit_problem(bounds: ReleaseBounds) -> str | None:
         return (
             f"{bounds.services} apps: a release checks every service in one ecs:DescribeServices call, which takes at most {MAX_SERVICES}"
         )
+    if map_output_bytes(bounds.services) > TASK_RESULT_QUOTA_BYTES or describe_services_worst_case_bytes() > TASK_RESULT_QUOTA_BYTES // 2:
+        return f"{bounds.services} apps: the deploy Map's output could pass Step Functions' {TASK_RESULT_QUOTA_BYTES} bytes"
     events = bounds.worst_case_history_events()
     if events > HISTORY_EVENT_LIMIT:
         return (

@@ -72,11 +72,15 @@ class ReleaseStack(Stack):
                         uses_schema=app.uses_schema,
                         task_role_arn=app.task_role_arn,
                         execution_role_arn=app.execution_role_arn,
+                        after=tuple(app.after),
                     )
                     for app in config.apps
                 ],
                 lease_wait=Duration.minutes(config.release.lease_wait_minutes),
                 rollout_timeout=Duration.minutes(config.release.rollout_timeout_minutes),
+                max_parallel_rollouts=config.release.max_parallel_rollouts,
+                database_instance=data.database.instance,
+                snapshot_timeout=Duration.minutes(config.release.snapshot_timeout_minutes),
                 notify_email=config.notifications.email,
                 log_retention=retention(config.log_retention_days),
             ),

@@ -119,6 +119,11 @@ REDRIVES = "($r := $states.context.Execution.RedriveCount; $exists($r) ? $r : 0)
 # When this attempt's machine timeout started counting: redrive resets it ("the state machine level
 # timeout, if defined, is reset to 0"), and RedriveTime exists only once redriven.
 ATTEMPT_STARTED = "($t := $states.context.Execution.RedriveTime; $exists($t) ? $t : $states.context.Execution.StartTime)"
+RESTORE_HINT = (
+    "($type($restorePoint) = 'object' and $type($restorePoint.command) = 'string' ? '; to restore the database to just before "
+    "the migration: ' & $restorePoint.command & ($type($restorePoint.snapshotCommand) = 'string' ? ' (or from the snapshot: ' & "
+    "$restorePoint.snapshotCommand & ')' : '') : '')"
+)
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,7 @@ class AppTarget:
     repository_uri: str
     repository_arn: str
     uses_schema: bool
+    after: tuple[str, ...] = ()  # apps whose rollout completes before this one starts
 
 
 @dataclass(frozen=True)
@@ -187,6 +193,13 @@ class DefinitionSettings:
     rollout_timeout_seconds: int
     execution_timeout_seconds: int
     migrate_container: str = contract.MIGRATE_CONTAINER_NAME
+    max_parallel_rollouts: int = 5
+    # The restore point before a migration (restore_point.py); no identifier: no restore point phase.
+    database_instance_identifier: str | None = None
+    database_instance_arn: str | None = None
+    snapshot_prefix: str = "release"  # manual snapshots are named <prefix>-<start time>
+    snapshot_arn_prefix: str = ""  # arn:...:snapshot:<prefix>- (the IAM resource, with "*")
+    snapshot_timeout_seconds: int = 3600
 
     @property
     def bounds(self) -> limits.ReleaseBounds:
@@ -195,6 +208,7 @@ class DefinitionSettings:
             lease_wait_seconds=self.lease_wait_seconds,
             migrate_timeout_seconds=self.migrate_timeout_seconds,
             rollout_timeout_seconds=self.rollout_timeout_seconds,
+            snapshot_timeout_seconds=self.snapshot_timeout_seconds if self.database_instance_identifier else 0,
         )
 
 
@@ -209,6 +223,9 @@ def fail_with(error_name: str, cause: str, phase: str, **more: str) -> State:
     """The Assign block that sends a failure down the failure path: names are JSONata bodies,
     except `error_name`, which may be a literal contract name or a JSONata body."""
     literal = error_name in contract.ERROR_NAMES
+    if error_name in (contract.MIGRATION_FAILED, contract.MIGRATION_TIMED_OUT):
+        # The way back (restore_point.py): null when the release took no restore point.
+        cause = "(" + cause + ") & " + RESTORE_HINT
     return {
         "errorName": error_name if literal else expr(error_name),
         "errorCause": expr(cause),

@@ -46,7 +46,7 @@ def summary(status: str, ended: bool) -> str:
         "$merge([$record, {"
         f"'status': {status}, 'endedAt': {'$endedAt' if ended else 'null'}, 'phase': $phase, "
         "'error': $errorName, 'cause': $errorCause, 'digests': $digests, 'migration': $migration, "
-        "'services': $serviceResults, 'leaseReleased': $leaseReleased}])"
+        "'services': $serviceResults, 'restorePoint': $restorePoint, 'leaseReleased': $leaseReleased}])"
     )
 
 

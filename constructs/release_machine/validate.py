@@ -84,6 +84,7 @@ def input_problems(s: DefinitionSettings, default_services: list[str]) -> str:
         "$count($badApps) > 0 ? 'services: unknown app ' & $join($map($badApps, function($v) { $string($v) }), ', ') & ' (known: ' & $join($known, ', ') & ')' : "
         "$count($distinct($svc)) != $count($svc) ? 'services: duplicate app names' : (), "
         "($exists($lookup($in, 'migrate')) and $type($lookup($in, 'migrate')) != 'boolean') ? 'migrate: must be true or false' : (), "
+        "($exists($lookup($in, 'snapshot')) and $type($lookup($in, 'snapshot')) != 'boolean') ? 'snapshot: must be true or false' : (), "
         + (text_field % ("'startedBy'", "'startedBy: must be a string of at most " + str(TEXT) + " characters'"))
         + ", "
         + (text_field % ("'note'", "'note: must be a string of at most " + str(TEXT) + " characters'"))
@@ -141,13 +142,20 @@ def initial_variables(s: DefinitionSettings, default_services: list[str]) -> dic
         ),
         "migrationMayRun": False,
         "services": expr(services),
-        "serviceResults": expr("$merge([{}, " + services + ".{app: {'outcome': 'untouched', 'taskDefinition': null, 'reason': null}}])"),
+        "serviceResults": expr(
+            "$merge([{}, " + services + ".{app: {'outcome': 'untouched', 'taskDefinition': null, 'deploymentId': null, 'reason': null}}])"
+        ),
         "serviceIndex": 0,
         "endedAt": NULL,
         "leaseReleased": True,  # "this execution does not hold the lease": true until it takes it
         "imageTag": expr(text % ("imageTag", 128, "''")),
         "migrate": expr("($type($states.input) = 'object' and $type($states.input.migrate) = 'boolean') ? $states.input.migrate : true"),
         **recovery.variables(),
+        # A manual snapshot before migrating (restore_point.py); the restore point itself is always taken.
+        "snapshot": expr(
+            "($type($states.input) = 'object' and $type($states.input.snapshot) = 'boolean') ? $states.input.snapshot : false"
+        ),
+        "restorePoint": NULL,
     }
 
 

@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser, poll_interval: Callable[[str]
     parser.add_argument("--image-tag", required=True, metavar="TAG", help="the tag every image of the release has (CI: the commit SHA)")
     parser.add_argument("--services", nargs="+", metavar="APP", help="deploy only these apps (default: the apps that use the schema)")
     parser.add_argument("--no-migrate", action="store_true", help="skip the migration (default: always migrate)")
+    parser.add_argument("--snapshot", action="store_true", help="take a manual database snapshot before migrating, and wait for it")
     parser.add_argument("--note", metavar="TEXT", help="why (kept in the release record, at most 256 characters)")
     add_follow_arguments(parser, poll_interval, DEFAULT_POLL_SECONDS)
 
@@ -90,6 +91,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     payload = execution_input(validate_tag(args.image_tag), services, migrate=not args.no_migrate)
     aws = ctx.aws
     aws.check_account()
+    if args.snapshot:
+        payload["snapshot"] = True
     payload["startedBy"] = started_by(aws)
     if args.note:
         payload["note"] = args.note[:256]

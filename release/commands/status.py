@@ -109,6 +109,24 @@ def lease_line(item: dict[str, Any], status_of_owner: str | None) -> str:
     )
 
 
+def restore_point_lines(point: Any) -> list[str]:
+    """The restore point the release took before migrating (constructs/release_machine/restore_point.py)."""
+    if not isinstance(point, dict):
+        return []
+    lines = [
+        f"Restore point: {point.get('instance')} at {point.get('restoreTime')} (latest restorable then: {point.get('latestRestorableTime')})"
+    ]
+    if point.get("command"):
+        lines.append(f"  restore: {point['command']}")
+    if point.get("note"):
+        lines.append(f"  note: {point['note']}")
+    if point.get("snapshotId"):
+        lines.append(f"  snapshot: {point['snapshotId']} ({point.get('snapshotStatus')})")
+    if point.get("snapshotCommand"):
+        lines.append(f"  from the snapshot: {point['snapshotCommand']}")
+    return lines
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     aws = ctx.aws
     aws.check_account()
@@ -149,6 +167,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         if log_group and latest[0].migration.get("taskArn"):
             for command in log_commands(aws.env.env_name, log_group, latest[0]):
                 console.print(f"migration log: {command}", markup=False, soft_wrap=True)
+        for line in restore_point_lines(latest[0].data.get("restorePoint")):
+            console.print(line, markup=False)
     else:
         console.print("No releases yet.", markup=False)
     return int(ExitCode.OK)

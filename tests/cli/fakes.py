@@ -150,11 +150,16 @@ def digest_of(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def put_record(summary: dict[str, Any]) -> None:
-    """One item of the history table: the key, the top-level copies and the whole Summary."""
+def put_record(summary: dict[str, Any], deployments: dict[str, str] | None = None) -> None:
+    """One item of the history table: the key, the top-level copies and the whole Summary (and,
+    mid-rollout, `Deployment_<app>` per service whose UpdateService returned)."""
     boto3.client("dynamodb", region_name=REGION).put_item(
         TableName=HISTORY_TABLE,
         Item={
+            **{
+                f"Deployment_{app}": {"S": json.dumps({"app": app, "deploymentId": d, "state": "IN_PROGRESS"})}
+                for app, d in (deployments or {}).items()
+            },
             "Pk": {"S": "release"},
             "Sk": {"S": f"{summary['startedAt']}#{summary['name']}"},
             "Status": {"S": summary["status"]},
@@ -302,6 +307,7 @@ class Step:
     phase: str | None = None
     log_lines: list[str] = field(default_factory=list)
     record: dict[str, Any] = field(default_factory=dict)  # fields merged into the record
+    deployments: dict[str, str] = field(default_factory=dict)  # app -> deployment id, as Deployment_<app> attributes
     finish: dict[str, Any] | None = None  # {"status": ..., "error"?, "cause"?, "record"?: {...}}
     end_execution: str | None = None  # the execution ends (e.g. ABORTED) before anything writes its record
     act: Callable[[], None] | None = None  # what else changes meanwhile (e.g. a service's rollout in ECS)
@@ -425,16 +431,16 @@ class ScriptedReleases:
             }
         return self.records[execution.execution_arn]
 
-    def update_record(self, execution: Execution, **fields: Any) -> None:
+    def update_record(self, execution: Execution, deployments: dict[str, str] | None = None, **fields: Any) -> None:
         record = self.record_of(execution)
         record.update(fields)
-        put_record(record)
+        put_record(record, deployments)
 
     def apply(self, execution: Execution, step: Step) -> None:
         fields = dict(step.record)
         if step.phase:
             fields["phase"] = step.phase
-        self.update_record(execution, **fields)
+        self.update_record(execution, step.deployments or None, **fields)
         if step.act is not None:
             step.act()
         if step.log_lines:

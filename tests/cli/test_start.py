@@ -90,6 +90,13 @@ def test_services_and_no_migrate_go_into_the_input(run: Run) -> None:
     }
 
 
+def test_snapshot_goes_into_the_input_only_when_asked(run: Run) -> None:
+    assert run("start", "--image-tag", "v1.2.3", "--snapshot") == ExitCode.OK
+    assert _sent(_executions()[0])["snapshot"] is True
+    assert run("start", "--image-tag", "v1.2.4") == ExitCode.OK
+    assert "snapshot" not in _sent(next(e for e in _executions() if e["name"].startswith("v1-2-4")))
+
+
 FAILURES = [
     ("InvalidInput", "imageTag: does not match the tag pattern", ExitCode.INVALID_INPUT),
     ("ImageNotFound", "admin-cashsouk:3f9c2a7 not found", ExitCode.IMAGE_NOT_FOUND),

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from release.errors import ExitCode
 from release.progress import ServiceState
+from release.record import Record
 from release.report import ConsoleReporter
 from tests.cli.conftest import Run
 from tests.cli.fakes import (
@@ -38,10 +39,10 @@ API_DEPLOYMENT, ADMIN_DEPLOYMENT = "ecs-svc/1111111111111111111", "ecs-svc/22222
 
 
 def _two_services_rolling_out(admin_fails: bool) -> list[Step]:
-    """api and admin roll out at the same time; the record names api's deployment (as a release
-    that records `deploymentId` does), admin's is found as the PRIMARY created since the start."""
+    """api and admin roll out at the same time; api's deployment is in the item's Deployment_api
+    attribute (written as UpdateService returns), admin's is found as the PRIMARY created since the start."""
     digests = {"api": digest_of("api"), "admin": digest_of("admin"), "migrate": digest_of("migrate")}
-    rolling = {"api": {"outcome": "in-progress", "deploymentId": API_DEPLOYMENT}, "admin": {"outcome": "in-progress"}}
+    rolling = {"api": {"outcome": "untouched"}, "admin": {"outcome": "untouched"}}
     admin_end = "FAILED" if admin_fails else "COMPLETED"
 
     def first() -> None:
@@ -79,8 +80,8 @@ def _two_services_rolling_out(admin_fails: bool) -> list[Step]:
     )
     return [
         Step(phase="images", record={"digests": digests}),
-        Step(phase="deploy", record={"services": rolling}, act=first),
-        Step(act=second),
+        Step(phase="deploy", record={"services": rolling}, deployments={"api": API_DEPLOYMENT}, act=first),
+        Step(act=second, deployments={"api": API_DEPLOYMENT}),
         Step(phase="record", finish=finish),
     ]
 
@@ -262,3 +263,16 @@ def test_start_wait_json_keeps_stdout_for_the_outcome(run: Run, releases: Script
     assert {s["app"]: s["state"] for s in document["services"]} == {"api": "COMPLETED", "admin": "FAILED"}
     assert "Task failed container health checks" in document["services"][1]["stoppedTasks"][0]
     assert "▶ deploy" in err
+
+
+def test_a_deployment_id_written_mid_rollout_is_read_from_its_attribute() -> None:
+    """i17's record: `Deployment_<app>` as soon as UpdateService returns, before the next Summary."""
+    item = {
+        "Sk": {"S": "2026-12-03T00:00:00.000Z#v1-1svc-mig-00000001"},
+        "Summary": {"S": json.dumps({"services": {"api": {"outcome": "untouched", "deploymentId": None}}})},
+        "Deployment_api": {"S": json.dumps({"app": "api", "deploymentId": API_DEPLOYMENT, "state": "IN_PROGRESS"})},
+        "Deployment_admin": {"S": json.dumps({"app": "admin", "deploymentId": ADMIN_DEPLOYMENT})},
+    }
+    services = Record.from_item(item).services
+    assert services["api"] == {"outcome": "untouched", "deploymentId": API_DEPLOYMENT}
+    assert services["admin"]["deploymentId"] == ADMIN_DEPLOYMENT

@@ -46,4 +46,4 @@ def test_the_diagram_shows_every_state_and_the_failure_paths(definition: dict[st
     for name in definition["States"]:
         assert name in diagram
     assert "MigrationProgress -->|default| StopMigration" in diagram
-    assert "RolloutProgress -->|rule, assigns| RecordServiceOutcome" in diagram
+    assert "DeployWave__RolloutProgress -->|rule, assigns| DeployWave__ServiceDone" in diagram

@@ -68,6 +68,13 @@ def record(fake: FakeAws) -> dict[str, Any]:
     return only
 
 
+def update_deployment_id(fake: FakeAws, service: str) -> str:
+    """The id of the deployment the release's UpdateService started (the PRIMARY one it returned)."""
+    (call,) = [c for c in fake.calls_of("UpdateService") if c.params["service"] == service]
+    (deployment,) = [d for d in fake.services[service]["deployments"] if d["taskDefinition"] == call.params["taskDefinition"]]
+    return str(deployment["id"])
+
+
 def run_task_arn(fake: FakeAws) -> str:
     (arn,) = fake.tasks
     return arn
@@ -126,7 +133,12 @@ def test_default_release_migrates_then_deploys_and_records_it(sfn: Interpreter, 
         "stoppedByRelease": False,
     }
     assert summary["services"] == {
-        "api": {"outcome": "deployed", "taskDefinition": fake.latest(api.family)["taskDefinitionArn"], "reason": None}
+        "api": {
+            "outcome": "deployed",
+            "taskDefinition": fake.latest(api.family)["taskDefinitionArn"],
+            "deploymentId": update_deployment_id(fake, api.service),
+            "reason": None,
+        }
     }
     (item,) = fake.history.values()
     assert item["Pk"] == {"S": "release"} and item["Sk"]["S"].endswith("#" + name) and item["Status"] == {"S": "SUCCEEDED"}
@@ -139,12 +151,15 @@ def test_default_release_migrates_then_deploys_and_records_it(sfn: Interpreter, 
     assert_lease_released(fake, result)
 
 
-def test_without_migration_deploys_several_services_in_the_order_given(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
+def test_without_migration_deploys_several_services(sfn: Interpreter, machine: str, fake: FakeAws) -> None:
     fake.images.pop(MIGRATE_REPOSITORY)  # migrate=false needs no migrate image
     result = sfn.run(machine, {"imageTag": TAG, "services": ["landing", "api", "admin"], "migrate": False})
     assert result.status == "SUCCEEDED", (result.error, result.cause)
     assert result.output["migration"]["outcome"] == "skipped"
-    assert [c.params["service"] for c in fake.calls_of("UpdateService")] == [BY_KEY[k].service for k in ("landing", "api", "admin")]
+    # Concurrently (tests/release/test_release_parallel.py has the order `after:` imposes).
+    assert sorted(c.params["service"] for c in fake.calls_of("UpdateService")) == sorted(
+        BY_KEY[k].service for k in ("landing", "api", "admin")
+    )
     assert not fake.calls_of("RunTask") and len(fake.task_definitions[MIGRATE_FAMILY]) == 1
     untouched_services(fake, except_=("landing", "api", "admin"))
     assert set(json.loads(fake.parameters[PARAMETER]["Value"])["digests"]) == {"landing", "api", "admin"}

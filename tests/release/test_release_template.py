@@ -113,7 +113,9 @@ def test_logging_all_with_tracing_and_bounded_time(release_stack_template: dict[
 
 def test_definition_is_jsonata_bounded_and_carries_no_secret(definition: dict[str, Any]) -> None:
     assert definition["QueryLanguage"] == "JSONata"
-    assert definition["TimeoutSeconds"] >= 1200 + 900 + len(APPS) * 1800
+    # Lease wait, snapshot, migration, and the five rollouts at once (one round: test_release_parallel.py).
+    assert definition["TimeoutSeconds"] >= 1200 + 3600 + 900 + 1800
+    assert definition["TimeoutSeconds"] < 1200 + 3600 + 900 + 2 * 1800
     assert definition["States"]["RunMigration"]["Resource"] == "arn:aws:states:::aws-sdk:ecs:runTask"
     text = json.dumps(definition).lower()
     for word in ("password", "secretsmanager", "valuefrom", "database_url"):
@@ -217,13 +219,13 @@ def test_no_control_flow_rests_on_an_error_the_definition_raises_itself(which: s
 
 
 def test_the_rollout_is_polled_with_wait_describe_and_choice(definition: dict[str, Any]) -> None:
-    states = definition["States"]
-    assert states["UpdateService"]["Next"] == "RolloutPollDelay"
+    states = definition["States"]["DeployWave"]["ItemProcessor"]["States"]
+    assert states["UpdateService"]["Next"] == "RecordDeployment" and states["RecordDeployment"]["Next"] == "RolloutPollDelay"
     assert states["RolloutPollDelay"] == {"Type": "Wait", "Seconds": 10, "Next": "WaitForRollout"}
     assert states["WaitForRollout"]["Next"] == "RolloutProgress"
-    assert [rule["Next"] for rule in states["RolloutProgress"]["Choices"]] == ["RecordServiceOutcome", "RolloutPollDelay"]
+    assert [rule["Next"] for rule in states["RolloutProgress"]["Choices"]] == ["ServiceDone", "RolloutPollDelay", "ServiceFailed"]
     assert "$polls < 180" in states["RolloutProgress"]["Choices"][1]["Condition"]
-    assert states["MigrationPollDelay"] == {"Type": "Wait", "Seconds": 10, "Next": "DescribeMigration"}
+    assert definition["States"]["MigrationPollDelay"] == {"Type": "Wait", "Seconds": 10, "Next": "DescribeMigration"}
 
 
 @pytest.mark.parametrize("which", ["definition", "cleanup_definition"])
@@ -239,7 +241,7 @@ def test_every_aws_call_retries_throttling_and_5xx_with_full_jitter(which: str, 
         assert retrier["MaxAttempts"] >= 4 and retrier["BackoffRate"] > 1, name
         names = " ".join(retrier["ErrorEquals"])
         expected = {"dynamodb": "DynamoDB.ThrottlingException", "ecs": "Ecs.ThrottlingException", "ecr": "Ecr.ThrottlingException"}
-        expected |= {"ssm": "Ssm.ThrottlingException"}
+        expected |= {"ssm": "Ssm.ThrottlingException", "rds": "Rds.Throttling"}
         assert expected[service] in names and ("ServerException" in names or "InternalServerError" in names), name
         # A connection closed mid-request (the SDK's client-side error) is transient too.
         assert expected[service].replace("ThrottlingException", "SdkClientException") in names, name
@@ -277,13 +279,23 @@ def test_the_lease_owner_is_checked_right_before_the_migration_and_every_update(
     assert [n for n, st in states.items() if st.get("Next") == "RunMigration" or "RunMigration" in json.dumps(st.get("Catch", []))] == [
         "CheckLeaseBeforeMigration"
     ]
-    assert states["NextService"]["Choices"][0]["Next"] == "CheckLeaseBeforeDeploy"
     holder = "{% $states.context.Execution.Id & '#' & $string(($r := $states.context.Execution.RedriveCount; $exists($r) ? $r : 0)) %}"
-    for name in ("CheckLeaseBeforeMigration", "CheckLeaseBeforeDeploy"):
+    for name in ("CheckLeaseBeforeMigration", "OpenDeployGate"):
         assert states[name]["Arguments"]["ConditionExpression"] == "Holder = :holder"
         assert states[name]["Arguments"]["ExpressionAttributeValues"][":holder"] == {"S": holder}
         assert states[name]["Catch"][0]["ErrorEquals"] == ["DynamoDB.ConditionalCheckFailedException"]
         assert states[name]["Catch"][0]["Assign"]["errorName"] == "ReleaseInProgress"
+    # Each service's iteration: the gate holds this attempt's holder only while it holds the lease
+    # (test_release_parallel.py runs both ways it closes); a redriven attempt never passes it.
+    service = states["DeployWave"]["ItemProcessor"]["States"]
+    assert service["StartService"]["Next"] == "CheckLeaseBeforeDeploy"
+    assert service["CheckLeaseBeforeDeploy"]["Arguments"]["ConditionExpression"] == "#gate = :holder"
+    assert service["CheckLeaseBeforeDeploy"]["Arguments"]["ExpressionAttributeValues"][":holder"] == {"S": holder}
+    assert states["OpenDeployGate"]["Arguments"]["UpdateExpression"] == "SET Gate = :holder"
+    assert service["CheckLeaseBeforeDeploy"]["Catch"][0] == {
+        "ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"],
+        "Next": "ReadDeployGate",
+    }
 
 
 def test_no_setting_of_the_construct_is_lost_in_synthesis(example: Any, definition: dict[str, Any]) -> None:
@@ -458,15 +470,17 @@ def test_check_services_describes_one_service_per_call(definition: dict[str, Any
 
 
 MY_CHOICES = ["ValidateInput", "ServicesReady", "ShouldMigrate", "MigrateContainerFound", "MigrationStarted", "MigrationProgress"]
-MY_CHOICES += ["MigrationStopProgress", "FailRelease"]
+MY_CHOICES += ["MigrationStopProgress", "FailRelease", "NextWave", "DeployOutcome"]
+SERVICE_CHOICES = ["ServiceFound", "ServiceContainerFound", "RolloutProgress"]
 
 
-@pytest.mark.parametrize("name", MY_CHOICES)
+@pytest.mark.parametrize("name", MY_CHOICES + SERVICE_CHOICES)
 def test_a_choice_assigns_the_same_under_either_reading_of_assign_precedence(definition: dict[str, Any], name: str) -> None:
     # The States Language spec: a chosen rule's Assign replaces the state-level Assign; AWS's guide:
     # the state-level block "applies regardless of which choice rule matches". No state-level
     # Assign: every path assigns only what its own rule says, under either reading.
-    state = definition["States"][name]
+    states = definition["States"]
+    state = states[name] if name in states else states["DeployWave"]["ItemProcessor"]["States"][name]
     assert state["Type"] == "Choice" and "Assign" not in state
     last = state["Choices"][-1]
     if last["Condition"] == "{% true %}":  # the default's assignments, as a rule

@@ -1,0 +1,94 @@
+"""The emulator's discrete-event clock (emulation/interpreter.py, VirtualClock): concurrent waits
+overlap, time jumps to the earliest wake-up once every participant waits, and a thread that is
+still working holds time still. Executed releases on it: test_release_parallel.py (five rollouts
+side by side take one rollout's time)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from emulation.interpreter import CLOCK, VirtualClock, _VirtualEvent, _VirtualThread
+
+FIVE_MINUTES = 300.0
+
+
+def run_participants(*bodies: Any) -> None:
+    threads = [_VirtualThread(target=body, daemon=True) for body in bodies]
+    with CLOCK.participating():  # all start at the same virtual moment
+        for thread in threads:
+            thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+
+
+def test_two_parallel_five_minute_waits_take_five_minutes() -> None:
+    start = CLOCK.now()
+    run_participants(lambda: CLOCK.sleep(FIVE_MINUTES), lambda: CLOCK.sleep(FIVE_MINUTES))
+    assert CLOCK.now() - start == FIVE_MINUTES
+
+
+def test_time_jumps_to_the_earliest_wake_up_and_each_sleeper_wakes_at_its_own_time() -> None:
+    start = CLOCK.now()
+    woke: dict[str, float] = {}
+
+    def sleeper(name: str, *waits: float) -> Any:
+        def body() -> None:
+            for seconds in waits:
+                CLOCK.sleep(seconds)
+            woke[name] = CLOCK.now() - start
+
+        return body
+
+    run_participants(sleeper("long", 300), sleeper("polls", 60, 60, 60), sleeper("short", 10))
+    assert woke == {"long": 300, "polls": 180, "short": 10}
+    assert CLOCK.now() - start == 300
+
+
+def test_a_working_participant_holds_time_still() -> None:
+    # One thread sleeps 5 minutes while another is still busy (it waits on a real event the test
+    # sets): time may not move until the busy one waits too.
+    busy = threading.Event()
+    release = threading.Event()
+    seen: list[float] = []
+    start = CLOCK.now()
+
+    def worker() -> None:
+        busy.set()
+        release.wait(30)  # real work, invisible to the clock
+        seen.append(CLOCK.now() - start)
+
+    threads = [_VirtualThread(target=worker, daemon=True), _VirtualThread(target=lambda: CLOCK.sleep(FIVE_MINUTES), daemon=True)]
+    with CLOCK.participating():
+        for thread in threads:
+            thread.start()
+    assert busy.wait(30)
+    threading.Event().wait(0.2)  # the sleeper has registered by now
+    assert CLOCK.now() == start
+    release.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert seen == [0.0] and CLOCK.now() - start == FIVE_MINUTES
+
+
+def test_an_event_set_in_time_ends_the_wait_without_moving_time() -> None:
+    event = _VirtualEvent()
+    results: list[bool] = []
+    start = CLOCK.now()
+    run_participants(lambda: results.append(event.wait(FIVE_MINUTES)), event.set)
+    assert results == [True] and CLOCK.now() == start
+
+
+def test_an_event_never_set_times_out_in_virtual_time() -> None:
+    event = _VirtualEvent()
+    results: list[bool] = []
+    start = CLOCK.now()
+    run_participants(lambda: results.append(event.wait(FIVE_MINUTES)))
+    assert results == [False] and CLOCK.now() - start == FIVE_MINUTES
+
+
+def test_a_thread_that_is_not_a_participant_may_sleep() -> None:
+    clock = VirtualClock()
+    clock.sleep(42)
+    assert clock.now() == 42 and clock.forced_jumps == 0
