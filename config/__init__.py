@@ -391,11 +391,20 @@ def _model_of(annotation: Any) -> Any:
     return None
 
 
-def _problem(error: Any) -> str:
-    """One pydantic error as `<setting>: <what is wrong>` in the file's terms."""
+def _problem(error: Any, lines: Any = None) -> str:
+    """One pydantic error as `line N: <setting>: <what is wrong>` in the file's terms (`lines`:
+    the composed YAML document, for the line)."""
     location = tuple(error["loc"])
     kind = error["type"]
     message = str(error["msg"]).removeprefix("Value error, ")
+    # A check across settings raised at the top level names its setting first ("release: …"):
+    # that setting is where the problem is.
+    named = re.match(r"([a-z_]+)(?:\.[a-z_]+)*: ", message) if not location else None
+    if named:
+        location = tuple(named.group(0)[:-2].split("."))
+        message = message[named.end() :]
+    where = _line_of(lines, location)
+    prefix = f"line {where}: " if where else ""
     if kind == "extra_forbidden":
         unknown = str(location[-1])
         close = difflib.get_close_matches(unknown, _known_keys(location), n=1, cutoff=0.6)
@@ -406,7 +415,56 @@ def _problem(error: Any) -> str:
         pattern = str(error.get("ctx", {}).get("pattern", ""))
         meaning = _PATTERN_MEANINGS.get(pattern, "a value of the documented form")
         message = f"{error.get('input')!r} is not {meaning}"
-    return f"{_field_path(location)}: {message}"
+    return f"{prefix}{_field_path(location)}: {message}"
+
+
+def _line_of(node: Any, location: tuple[int | str, ...]) -> int | None:
+    """The 1-based line of the setting at `location` in a composed YAML document (the deepest
+    part that exists: a missing setting is reported where its section is)."""
+    line = None
+    for part in location:
+        if isinstance(node, yaml.MappingNode):
+            found = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
+            if found is None:
+                return line
+            line = found[0].start_mark.line + 1
+            node = found[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _duplicate_keys(node: Any) -> list[str]:
+    """`line N: duplicate key 'x' (first on line M)` for every mapping of the document (YAML allows
+    none, PyYAML keeps the last one silently)."""
+    problems: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                line = key.start_mark.line + 1
+                if key.value in first:
+                    problems.append(f"line {line}: duplicate key {key.value!r} (first on line {first[key.value]})")
+                else:
+                    first[key.value] = line
+            problems += _duplicate_keys(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            problems += _duplicate_keys(item)
+    return problems
+
+
+def _text_of(path: Path, shown: Path) -> str:
+    data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError([f"{shown}: the file is UTF-16 text; save it as UTF-8"])
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{shown}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); save it as UTF-8"]) from None
 
 
 def _yaml_problem(shown: Path, exc: yaml.YAMLError) -> str:
@@ -452,10 +510,15 @@ def load_config(env_name: str, config_dir: Path = CONFIG_DIR) -> EnvironmentConf
         close = difflib.get_close_matches(env_name, [p.stem for p in config_dir.glob("*.yaml")], n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         raise ConfigError([f"{shown}: no such environment file (known environments: {known}){hint}"])
+    text = _text_of(path, shown)
     try:
-        raw = yaml.safe_load(path.read_text())
+        document = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError([_yaml_problem(shown, exc)]) from None
+    duplicates = [f"{shown}: {problem}" for problem in _duplicate_keys(document)]
+    if duplicates:
+        raise ConfigError(duplicates, heading=f"{shown}: {len(duplicates)} problems:")
     if not isinstance(raw, dict):
         raise ConfigError([f"{shown}: expected a mapping of settings at the top level"])
     if "env_name" in raw:
@@ -463,7 +526,7 @@ def load_config(env_name: str, config_dir: Path = CONFIG_DIR) -> EnvironmentConf
     try:
         config = EnvironmentConfig.model_validate({"env_name": env_name, **raw})
     except ValidationError as exc:
-        problems = [f"{shown}: {_problem(error)}" for error in exc.errors()]
+        problems = [f"{shown}: {_problem(error, document)}" for error in exc.errors()]
         raise ConfigError(problems, heading=f"{shown}: {len(problems)} problems:") from None
     _refuse_shared_deploy_subject(config, config_dir, shown)
     return config

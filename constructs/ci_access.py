@@ -27,6 +27,7 @@ from aws_cdk import aws_iam as iam
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 
 from constructs import Construct
+from release import contract
 
 GITHUB_OIDC_ISSUER = "token.actions.githubusercontent.com"
 GITHUB_OIDC_AUDIENCE = "sts.amazonaws.com"
@@ -96,6 +97,7 @@ class CiAccess(Construct):
         stack_names: Sequence[str],
         lease_table_arn: str | None = None,
         released_parameter_arn: str | None = None,
+        cluster_name: str | None = None,
         # The release job follows one execution to its end with one session: it must outlast the
         # state machine's execution timeout (225 min for the example's five apps).
         max_session_hours: int = 4,
@@ -143,10 +145,13 @@ class CiAccess(Construct):
                         stacks=stacks,
                         lease_table_arn=lease_table_arn,
                         released_parameter_arn=released_parameter_arn,
+                        cluster_name=cluster_name,
                     )
                 )
             },
         )
+        if cluster_name is not None:
+            self._watch_tasks(stack, cluster_name)
         # ecr:GetAuthorizationToken has no resource level: it sits in a policy of its own, so the
         # `Resource::*` suppression below covers exactly this one statement and a wildcard added
         # to the release policy later would still be reported.
@@ -185,6 +190,7 @@ class CiAccess(Construct):
         stacks: Sequence[str],
         lease_table_arn: str | None,
         released_parameter_arn: str | None,
+        cluster_name: str | None,
     ) -> list[iam.PolicyStatement]:
         machine_name = stack.split_arn(state_machine_arn, ArnFormat.COLON_RESOURCE_NAME).resource_name
         executions = stack.format_arn(
@@ -242,9 +248,67 @@ class CiAccess(Construct):
         ]
         if lease_table_arn is not None:
             statements.append(iam.PolicyStatement(sid="ReadLease", actions=["dynamodb:GetItem"], resources=[lease_table_arn]))
+            # `release hold`/`unhold`: the hold item only (its key), never the lease itself.
+            statements.append(
+                iam.PolicyStatement(
+                    sid="HoldReleases",
+                    actions=["dynamodb:PutItem", "dynamodb:DeleteItem"],
+                    resources=[lease_table_arn],
+                    conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [contract.HOLD_ID]}},
+                )
+            )
+        if cluster_name is not None:
+            # `start --wait`, `watch`: why a failed rollout's tasks stopped (stop reasons and exit
+            # codes; DescribeTasks returns no task definition contents), in the environment's cluster only.
+            statements.append(
+                iam.PolicyStatement(
+                    sid="WatchServiceTasks",
+                    actions=["ecs:DescribeTasks"],
+                    resources=[stack.format_arn(service="ecs", resource="task", resource_name=f"{cluster_name}/*")],
+                    conditions={
+                        "ArnEquals": {"ecs:cluster": stack.format_arn(service="ecs", resource="cluster", resource_name=cluster_name)}
+                    },
+                )
+            )
         if released_parameter_arn is not None:
             statements.append(iam.PolicyStatement(sid="ReadReleased", actions=["ssm:GetParameter"], resources=[released_parameter_arn]))
         return statements
+
+    def _watch_tasks(self, stack: Stack, cluster_name: str) -> None:
+        """ListTasks for `start --wait` and `watch` (DescribeTasks is in the release policy)."""
+        cluster_arn = stack.format_arn(service="ecs", resource="cluster", resource_name=cluster_name)
+        on_cluster = {"ArnEquals": {"ecs:cluster": cluster_arn}}
+        # ListTasks has no resource level on tasks (as for ecr:GetAuthorizationToken: a policy of its
+        # own, so the `Resource::*` suppression covers this one statement); the condition keeps it to the cluster.
+        self.list_tasks_policy = iam.Policy(
+            self,
+            "ListClusterTasks",
+            roles=[self.deploy_role],
+            statements=[iam.PolicyStatement(sid="ListClusterTasks", actions=["ecs:ListTasks"], resources=["*"], conditions=on_cluster)],
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.list_tasks_policy,
+            [
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    reason="ecs:ListTasks has no resource-level permission on tasks; the ecs:cluster condition holds it to the environment's cluster (list only).",
+                    applies_to=["Resource::*"],
+                )
+            ],
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.deploy_role,
+            [
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    reason="Task ids are known only once ECS starts a task: DescribeTasks (read-only) on tasks of the environment's cluster, by ARN and by condition.",
+                    applies_to=[
+                        RegexAppliesTo(regex=rf"/^Resource::arn:<AWS::Partition>:ecs:[^:]+:[^:]+:task/{re.escape(cluster_name)}/\*$/")
+                    ],
+                )
+            ],
+            apply_to_children=True,
+        )
 
     def _github_principal(self, subject: str) -> iam.IPrincipal:
         return iam.WebIdentityPrincipal(

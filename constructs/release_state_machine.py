@@ -198,7 +198,7 @@ class ReleaseStateMachine(Construct):
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
             removal_policy=RemovalPolicy.DESTROY,
         )
-        # One item per execution (docs/release.md, "The release record"): Query(Pk="release", ScanIndexForward=False) lists
+        # One item per execution (docs/release.md, "Output and record"): Query(Pk="release", ScanIndexForward=False) lists
         # the newest first. No TTL: items are small and the history is kept.
         self.history_table = dynamodb.Table(
             self,
@@ -576,10 +576,14 @@ class ReleaseStateMachine(Construct):
 
     # ---- the failure topic -------------------------------------------------------------------------------
     def _failure_topic(self, stack: Stack, s: ReleaseSettings) -> sns.Topic:
-        """An encrypted SNS topic told about every release that ends FAILED, TIMED_OUT or ABORTED.
-        Only this rule may publish (aws:SourceArn), over TLS; the topic policy is written here
-        in full, so no statement without conditions is added to it."""
-        rule_arn = stack.format_arn(service="events", resource="rule", resource_name=f"{s.name}-failed")
+        """An encrypted SNS topic told about every release that ends (FAILED, TIMED_OUT, ABORTED, and
+        SUCCEEDED), as a custom notification in the JSON schema Amazon Q Developer in chat
+        applications renders (docs/operations.md, "Notifications"); an email subscriber gets the same
+        JSON. Only the two rules may publish (aws:SourceArn), over TLS; the topic policy is written
+        here in full, so no statement without conditions is added to it."""
+        rule_arns = [
+            stack.format_arn(service="events", resource="rule", resource_name=f"{s.name}-{end}") for end in ("failed", "succeeded")
+        ]
         key = kms.Key(
             self,
             "FailureTopicKey",
@@ -587,7 +591,7 @@ class ReleaseStateMachine(Construct):
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.DESTROY,
         )
-        source = {"StringEquals": {"aws:SourceAccount": stack.account}, "ArnEquals": {"aws:SourceArn": rule_arn}}
+        source = {"StringEquals": {"aws:SourceAccount": stack.account}, "ArnEquals": {"aws:SourceArn": rule_arns}}
         key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="EventBridgePublishes",
@@ -626,35 +630,34 @@ class ReleaseStateMachine(Construct):
                 ],
             },
         )
-        # The target publishes through an imported handle of the topic, so CDK adds no statement
+        # The targets publish through an imported handle of the topic, so CDK adds no statement
         # of its own (one without conditions) to the topic policy written above.
         published = sns.Topic.from_topic_arn(self, "FailureTopicForRule", topic.topic_arn)
-        rule = events.Rule(
-            self,
-            "ReleaseFailedRule",
-            rule_name=f"{s.name}-failed",
-            description=f"{s.name}: tell people when a release ends FAILED, TIMED_OUT or ABORTED",
-            event_pattern=self._ended(contract.ENDED_BADLY),
-            targets=[
-                targets.SnsTopic(
-                    published,
-                    dead_letter_queue=self.dead_letters,
-                    retry_attempts=8,
-                    max_event_age=Duration.hours(2),
-                    message=events.RuleTargetInput.from_text(
-                        f"Release {events.EventField.from_path('$.detail.name')} of {s.name} ended "
-                        f"{events.EventField.from_path('$.detail.status')}: "
-                        f"{events.EventField.from_path('$.detail.error')} - {events.EventField.from_path('$.detail.cause')}. "
-                        f"Execution: {events.EventField.from_path('$.detail.executionArn')}"
-                    ),
-                )
-            ],
-        )
-        # That handle's ARN is a token, so CDK cannot see that rule and topic share this stack's
-        # account and region, and warns of a possible cross-environment target. They do share them.
-        Annotations.of(rule).acknowledge_warning(
-            "@aws-cdk/aws-events:ruleUnresolvedEnvironment", "the topic is in this stack: same account and region as the rule"
-        )
+        for construct_id, end, statuses in (
+            ("ReleaseFailedRule", "failed", contract.ENDED_BADLY),
+            ("ReleaseSucceededRule", "succeeded", (contract.STATUS_SUCCEEDED,)),
+        ):
+            rule = events.Rule(
+                self,
+                construct_id,
+                rule_name=f"{s.name}-{end}",
+                description=f"{s.name}: tell people when a release ends {' or '.join(statuses)}",
+                event_pattern=self._ended(statuses),
+                targets=[
+                    targets.SnsTopic(
+                        published,
+                        dead_letter_queue=self.dead_letters,
+                        retry_attempts=8,
+                        max_event_age=Duration.hours(2),
+                        message=_chat_notification(stack, s, failed=end == "failed"),
+                    )
+                ],
+            )
+            # That handle's ARN is a token, so CDK cannot see that rule and topic share this stack's
+            # account and region, and warns of a possible cross-environment target. They do share them.
+            Annotations.of(rule).acknowledge_warning(
+                "@aws-cdk/aws-events:ruleUnresolvedEnvironment", "the topic is in this stack: same account and region as the rule"
+            )
         return topic
 
     # ---- cdk-nag --------------------------------------------------------------------------------------
@@ -733,3 +736,51 @@ def _nag_form(resolved: Any) -> str:
             separator, parts = resolved["Fn::Join"]
             return str(separator).join(_nag_form(p) for p in parts)
     raise ValueError(f"cannot flatten {resolved!r} for a cdk-nag suppression")
+
+
+def _chat_notification(stack: Stack, s: ReleaseSettings, *, failed: bool) -> events.RuleTargetInput:
+    """A release's end as an Amazon Q Developer custom notification ("version" 1.0, "source"
+    custom, markdown content). Only the event's fields whose characters are known go in (name,
+    status, error name, ARN): a cause may hold quotes or line breaks, and how EventBridge escapes
+    them inside a JSON template is not something this relies on; `status` shows it."""
+    name = events.EventField.from_path("$.detail.name")
+    status = events.EventField.from_path("$.detail.status")
+    arn = events.EventField.from_path("$.detail.executionArn")
+    region = stack.region
+    console = f"https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{arn}"
+    env = s.env_name
+    if failed:
+        title = f":x: Release {name} of {env} ended {status}"
+        description = (
+            f"*{s.name}*: release `{name}` ended *{status}* (`{events.EventField.from_path('$.detail.error')}`). "
+            f"The record has the cause, what was deployed and what was not. <{console}|Execution in the console>"
+        )
+        steps = [
+            f"python -m release status --env {env}",
+            f"python -m release logs --env {env} --release {name}",
+            f"python -m release rollback --env {env}",
+        ]
+    else:
+        title = f":white_check_mark: Release {name} of {env} succeeded"
+        description = f"*{s.name}*: release `{name}` succeeded. <{console}|Execution in the console>"
+        steps = [f"python -m release status --env {env}"]
+    return events.RuleTargetInput.from_object(
+        {
+            "version": "1.0",
+            "source": "custom",
+            "content": {
+                "textType": "client-markdown",
+                "title": title,
+                "description": description,
+                "nextSteps": steps,
+                "keywords": [env, status],
+            },
+            "metadata": {
+                "threadId": f"{s.name}-{name}",
+                "summary": f"Release {name} of {env}: {status}",
+                "eventType": "ReleaseEnded",
+                "relatedResources": [arn],
+                "additionalContext": {"execution": arn, "status": status},
+            },
+        }
+    )

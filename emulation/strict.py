@@ -12,6 +12,7 @@ policy and lands in the dead-letter queue (if the queue's policy lets EventBridg
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -116,9 +117,13 @@ def target_input(target: Target, event: dict[str, Any]) -> Any:
         return json.loads(template)
     if isinstance(template, dict):
         text = template["InputTemplate"]
+        # "The InputTemplate can also be valid JSON with varibles in quotes or out" (EventBridge API
+        # reference, InputTransformer): out of quotes a value is a JSON value, in quotes escaped text.
         for name, path in template.get("InputPathsMap", {}).items():
             value = _path(event, path)
-            text = text.replace(f"<{name}>", "null" if value is None else str(value))
+            whole = re.compile(rf"(?<=[\[:,])\s*<{re.escape(name)}>\s*(?=[\]}},])")
+            text = whole.sub(lambda _, v=value: json.dumps(v), text)  # type: ignore[misc]
+            text = text.replace(f"<{name}>", "null" if value is None else json.dumps(str(value))[1:-1])
         return json.loads(text)
     return event
 

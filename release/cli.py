@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+import shtab
 from botocore.exceptions import BotoCoreError, ClientError
 
 from release.aws import SessionFactory, default_session
@@ -24,7 +25,8 @@ from release.commands.common import Context, ask_on_terminal
 from release.environment import load_environment
 from release.errors import ExitCode, ReleaseError
 
-PROG = "python -m release"
+# `release` when run through the venv's entry point (make setup writes .venv/bin/release, which sets it).
+PROG = os.environ.get("RELEASE_PROG") or "python -m release"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,18 +36,26 @@ class _Parser(argparse.ArgumentParser):
         raise ReleaseError(f"{message} (see {self.prog} --help)", ExitCode.USAGE)
 
 
+# Polling faster than once a second only spends API quota; slower than five minutes hides a rollout.
+MIN_POLL_SECONDS = 1.0
+MAX_POLL_SECONDS = 300.0
+
+
 def _poll_interval(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more seconds")
+    # `not (a <= v <= b)` is also true for nan; inf is above the bound.
+    if not (MIN_POLL_SECONDS <= value <= MAX_POLL_SECONDS):
+        raise argparse.ArgumentTypeError(f"must be between {MIN_POLL_SECONDS:g} and {MAX_POLL_SECONDS:g} seconds, not {text!r}")
     return value
 
 
 def build_parser() -> _Parser:
     parser = _Parser(prog=PROG, description="Plan, start, follow, stop and roll back releases of one environment.")
+    # `release --print-completion bash|zsh|tcsh`: the shell's completion script (docs/ci.md).
+    shtab.add_argument_to(parser, ["--print-completion"])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         sub = commands.add_parser(command.NAME, help=command.HELP, description=command.HELP)
@@ -57,6 +67,8 @@ def build_parser() -> _Parser:
             help="folder of the environment files (default: the project's config/; env RELEASE_CONFIG_DIR)",
         )
         command.add_arguments(sub, _poll_interval)
+        if not any("--format" in action.option_strings for action in sub._actions):
+            sub.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or one JSON document on stdout")
         sub.set_defaults(run=command.run)
     return parser
 
@@ -83,3 +95,6 @@ def main(
     except KeyboardInterrupt:
         print("release: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:  # `release … | head`: the reader has what it wanted
+        sys.stderr.close()
+        return int(ExitCode.OK)

@@ -16,6 +16,7 @@ RELEASE_IN_PROGRESS: Final = "ReleaseInProgress"
 MIGRATION_FAILED: Final = "MigrationFailed"
 MIGRATION_TIMED_OUT: Final = "MigrationTimedOut"
 DEPLOYMENT_FAILED: Final = "DeploymentFailed"
+RELEASE_HELD: Final = "ReleaseHeld"  # releases are held (`release hold`): nothing was taken or changed
 ERROR_EXIT_CODES: Final[dict[str, int]] = {
     INVALID_INPUT: 10,
     IMAGE_NOT_FOUND: 11,
@@ -23,6 +24,7 @@ ERROR_EXIT_CODES: Final[dict[str, int]] = {
     MIGRATION_FAILED: 13,
     MIGRATION_TIMED_OUT: 14,
     DEPLOYMENT_FAILED: 15,
+    RELEASE_HELD: 16,
 }
 ERROR_NAMES: Final = tuple(ERROR_EXIT_CODES)
 
@@ -120,3 +122,25 @@ OUTPUT_FAILURE_TOPIC_ARN: Final = "FailureTopicArn"
 OUTPUT_CLUSTER_NAME: Final = "ClusterName"
 OUTPUT_MIGRATE_TASK_FAMILY: Final = "MigrateTaskFamily"
 OUTPUT_MIGRATE_LOG_GROUP_NAME: Final = "MigrateLogGroupName"
+
+# ---- the hold (`release hold`): an item of the lease table that the machine reads first --------
+HOLD_ID: Final = "hold"  # LeaseId of the hold item: Reason, HeldBy, HeldAt (S)
+
+# ---- migration recovery through the release path (`migrate-status`, `resolve`) ---------------
+# Optional input fields: {"action": "status"|"resolve", "resolve": "rolled-back:NAME"|"applied:NAME",
+# "migrate": true, "services": []}. Such an execution runs the migrate task only and deploys nothing.
+RECOVERY_INPUT_FIELDS: Final = ("action", "resolve")
+ACTION_DEPLOY: Final = "deploy"
+ACTION_STATUS: Final = "status"
+ACTION_RESOLVE: Final = "resolve"
+ACTIONS: Final = (ACTION_DEPLOY, ACTION_STATUS, ACTION_RESOLVE)
+RESOLVE_KINDS: Final = ("rolled-back", "applied")
+# A Prisma migration folder: <14-digit timestamp>_<letters, digits, _> (the runner checks the same).
+MIGRATION_NAME_DIGITS: Final = 14
+MIGRATION_NAME_CHARACTERS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
+MIGRATION_NAME_MAX: Final = 215
+KIND_MIGRATE_STATUS: Final = "migrate-status"
+KIND_MIGRATE_RESOLVE: Final = "migrate-resolve"
+# The migrate container's environment the runner reads (migrate/runner.py).
+MIGRATE_ACTION_ENV: Final = "MIGRATE_ACTION"
+MIGRATE_RESOLVE_ENV: Final = "MIGRATE_RESOLVE"

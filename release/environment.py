@@ -32,6 +32,7 @@ class ReleaseEnvironment:
     cluster_name: str = ""
     migrations_path: str = ""
     squawk_excluded_rules: tuple[str, ...] = ()
+    lease_wait_minutes: int = 20
 
     def role_arn(self, kind: str) -> str:
         return f"arn:aws:iam::{self.account}:role/{github_role_name(self.name_prefix, self.env_name, kind)}"
@@ -65,4 +66,5 @@ def load_environment(env_name: str, config_dir: Path | None = None) -> ReleaseEn
         cluster_name=cfg.cluster_name,
         migrations_path=cfg.review.migrations_path,
         squawk_excluded_rules=tuple(cfg.review.squawk_excluded_rules),
+        lease_wait_minutes=cfg.release.lease_wait_minutes,
     )

@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     MIGRATION_FAILED = 13
     MIGRATION_TIMED_OUT = 14
     DEPLOYMENT_FAILED = 15
+    RELEASE_HELD = 16  # releases are held (`release hold`): refused before anything started
     RELEASE_FAILED = 20  # any other failure, a timeout or an abort of the execution
     INTERRUPTED = 130  # Ctrl-C (while following: the execution itself goes on)
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from release.aws import aws_errors
 from release.migration_logs import MigrationLogs
+from release.progress import ServiceProgress
 from release.record import Record, RecordTable
 
 RUNNING_STATUSES = frozenset({"RUNNING", "PENDING_REDRIVE"})
@@ -44,6 +45,7 @@ class ExecutionFollower:
     reporter: Reporter
     sleep: Callable[[float], None]
     interval: float
+    services: ServiceProgress | None = None
     _phase: str = ""
 
     def run(self) -> tuple[dict[str, Any], Record | None]:
@@ -75,6 +77,8 @@ class ExecutionFollower:
         if record is not None and record.phase and record.phase != self._phase:
             self._phase = record.phase
             self.reporter.step(datetime.now(UTC), ">", record.phase)
+        if self.services is not None:
+            self.services.poll(record)
         if self.logs is not None:
             for line in self.logs.poll():
                 self.reporter.log_line(datetime.fromtimestamp(line.timestamp / 1000, UTC), line.message.rstrip("\n"))

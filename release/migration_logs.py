@@ -120,3 +120,20 @@ class MigrationLogs:
         if self._stream is not None:
             with contextlib.suppress(Exception):
                 self._stream.close()
+
+
+def stream_of(task_arn: str) -> str:
+    """The migrate task's log stream: `<prefix>/<container>/<task id>` (awslogs' naming)."""
+    return f"{contract.MIGRATE_LOG_STREAM_PREFIX}/{contract.MIGRATE_CONTAINER_NAME}/{task_arn.rsplit('/', 1)[-1]}"
+
+
+def log_commands(env_name: str, log_group: str, record: Any) -> list[str]:
+    """Pasteable commands that print a release's migration log: this CLI's, and the AWS CLI's."""
+    task_arn = str(record.migration.get("taskArn") or "")
+    if not task_arn:
+        return []
+    since = record.started_at.strftime("%Y-%m-%dT%H:%M:%SZ") if record.started_at else "1d"
+    return [
+        f"python -m release logs --env {env_name} --release {record.name}",
+        f"aws logs tail {log_group} --log-stream-names {stream_of(task_arn)} --since {since}",
+    ]

@@ -57,18 +57,26 @@ def canonical_json(payload: dict[str, Any]) -> str:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"))
 
 
-def execution_name(payload: dict[str, Any], attempt: int = 1) -> str:
-    """`<tag>-<scope>-<mig|nomig>-<hash of the input>[-<attempt>]`, at most 64 characters.
+def execution_name(payload: dict[str, Any], attempt: int = 1, default_services: int | None = None) -> str:
+    """`<tag>-<scope>-<mig|nomig>-<hash of the input>[-<attempt>]` (a recovery:
+    `<tag>-status|resolve-<hash>[-<attempt>]`), at most 64 characters.
 
     The same request always gets the same name, so starting it again while it runs attaches to
     it; the hash keeps two requests whose tags differ only in '.' vs '-' apart.
     """
     tag = _NAME_UNSAFE.sub("-", str(payload["imageTag"]))[:_TAG_PART]
-    services = payload.get("services")
-    scope = "all" if services is None else f"{len(services)}svc"
-    migrate = "mig" if payload.get("migrate", True) else "nomig"
     digest = hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:8]
-    name = f"{tag}-{scope}-{migrate}-{digest}"
+    action = payload.get("action")
+    if action in (contract.ACTION_STATUS, contract.ACTION_RESOLVE):  # a recovery: deploys nothing, always migrates
+        name = f"{tag}-{action}-{digest}"
+    else:
+        services = payload.get("services")
+        # Without `services` the machine deploys the apps that use the schema: named by their number
+        # when the caller knows it ("all" only when it does not).
+        count = len(services) if services is not None else default_services
+        scope = "all" if count is None else f"{count}svc"
+        migrate = "mig" if payload.get("migrate", True) else "nomig"
+        name = f"{tag}-{scope}-{migrate}-{digest}"
     if attempt > 1:
         name = f"{name}-{attempt}"
     assert NAME_PATTERN.fullmatch(name), name

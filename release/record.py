@@ -33,6 +33,25 @@ def parse_time(value: Any) -> datetime | None:
         return None
 
 
+def _merge_deployments(data: dict[str, Any], item: dict[str, Any]) -> None:
+    """A rollout's deployment id, written to `Deployment_<app>` as soon as UpdateService returns
+    (before the next write of the whole record): put where `services` keeps it."""
+    services = data.get("services")
+    if not isinstance(services, dict):
+        services = data["services"] = {}
+    for key in item:
+        if not key.startswith(contract.RECORD_DEPLOYMENT_PREFIX):
+            continue
+        try:
+            deployment = json.loads(_text(item, key) or "{}")
+        except ValueError:
+            continue
+        app = key.removeprefix(contract.RECORD_DEPLOYMENT_PREFIX)
+        entry = services.setdefault(app, {})
+        if isinstance(deployment, dict) and isinstance(entry, dict) and not entry.get("deploymentId"):
+            entry["deploymentId"] = deployment.get("deploymentId")
+
+
 @dataclass(frozen=True)
 class Record:
     """One release as the state machine recorded it (the `Summary` document, schema in docs/release.md)."""
@@ -53,6 +72,7 @@ class Record:
         data.setdefault("startedAt", _text(item, contract.RECORD_STARTED_AT))
         data.setdefault("execution", _text(item, contract.RECORD_EXECUTION_ARN))
         data.setdefault("name", _text(item, contract.RECORD_SK).partition("#")[2])
+        _merge_deployments(data, item)
         return cls(data)
 
     def _str(self, key: str) -> str:

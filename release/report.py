@@ -8,13 +8,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from release import contract
+from release.progress import ServiceState
 from release.record import Record
 
-_SYMBOLS = {">": ("▶", "cyan"), "ok": ("✓", "green"), "x": ("✗", "red")}
+_SYMBOLS = {">": ("▶", "cyan"), "ok": ("✓", "green"), "x": ("✗", "red"), "svc": ("◆", "blue")}
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -47,13 +49,49 @@ def revision(task_definition_arn: Any) -> str:
 
 
 class ConsoleReporter:
-    """Prints a followed execution as it happens (implements follow.Reporter)."""
+    """Prints a followed execution as it happens (implements follow.Reporter and
+    progress.ProgressReporter). On a terminal the services sit in a live block that redraws in
+    place while the other lines scroll above it; elsewhere (CI logs) each change is one
+    timestamped line."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, live: bool | None = None) -> None:
         self.console = console
+        self.live = console.is_terminal if live is None else live
+        self.services: dict[str, ServiceState] = {}
+        self._live: Live | None = None
+        self._stops_shown: set[tuple[str, str]] = set()
+
+    def open(self) -> None:
+        if self.live and self._live is None:
+            self._live = Live(services_table(self.services.values()), console=self.console, auto_refresh=False)
+            self._live.start()
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
 
     def info(self, text: str) -> None:
         self.console.print(Text(text))
+
+    def warning(self, text: str) -> None:
+        self.console.print(Text(f"{_clock(datetime.now(UTC))} ! {text}", style="yellow"))
+
+    def service_changed(self, when: datetime, state: ServiceState) -> None:
+        self.services[state.app] = state
+        if self._live is not None:
+            self._live.update(services_table(self.services.values()), refresh=True)
+        else:
+            self.step(when, "svc", state.line())
+        for stop in state.stopped:
+            if (state.app, stop) not in self._stops_shown:
+                self._stops_shown.add((state.app, stop))
+                self.console.print(Text(f"{_clock(when)}   {state.app} | stopped {stop}", style="red"), soft_wrap=True)
+
+    def service_event(self, when: datetime, app: str, message: str) -> None:
+        line = Text(f"{_clock(when)}   {app} | ", style="dim")
+        line.append(message)
+        self.console.print(line, soft_wrap=True)
 
     def step(self, when: datetime | None, symbol: str, text: str) -> None:
         mark, style = _SYMBOLS.get(symbol, (symbol, ""))
@@ -109,7 +147,7 @@ def services_line(record: Record) -> str:
     return ", ".join(f"{app} {value.get('outcome', '?')}" for app, value in record.services.items()) or "-"
 
 
-def record_table(record: Record) -> Table:
+def record_table(record: Record, env_name: str | None = None) -> Table:
     """One release, field by field (status, rollback, history detail)."""
     table = Table(show_header=False, title=f"Release {record.name}", title_justify="left")
     table.add_column("field", style="bold")
@@ -137,13 +175,44 @@ def record_table(record: Record) -> Table:
     if record.data.get("note"):
         table.add_row("note", Text(str(record.data["note"])))
     if record.lease_released is False and record.status != "RUNNING":
-        table.add_row("lease", Text("NOT released (see docs/ci.md, 'A stuck lease')", style="red"))
+        fix = f"python -m release unlock --env {env_name}" if env_name else "python -m release unlock --env <env>"
+        table.add_row("lease", Text(f"NOT released (free it: {fix})", style="red"))
     return table
 
 
-def markdown_summary(name: str, arn: str, status: str, record: Record | None) -> str:
-    """The outcome as GitHub-flavoured Markdown (for $GITHUB_STEP_SUMMARY), from the release record."""
+_STATE_STYLES = {"COMPLETED": "green", "deployed": "green", "FAILED": "red", "failed": "red", "IN_PROGRESS": "cyan", "waiting": "dim"}
+
+
+def services_table(states: Any) -> Table:
+    """The live block: one row per service of the release."""
+    table = Table(title="Services", title_justify="left")
+    for column in ("app", "state", "running/desired", "pending", "deployment", "last event"):
+        table.add_column(column, overflow="fold")
+    for state in states:
+        table.add_row(
+            state.app,
+            Text(state.state, style=_STATE_STYLES.get(state.state, "")),
+            f"{state.running}/{state.desired}",
+            str(state.pending),
+            state.deployment,
+            state.last_event,
+        )
+    return table
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_summary(name: str, arn: str, status: str, record: Record | None, services: list[ServiceState] | None = None) -> str:
+    """The outcome as GitHub-flavoured Markdown (for $GITHUB_STEP_SUMMARY), from the release record
+    and, when the services were watched, how each rollout ended."""
     lines = [f"### Release `{name}`: {status}", "", f"Execution: `{arn}`", ""]
+    if services:
+        lines += ["| service | rollout | running/desired | last event |", "| --- | --- | --- | --- |"]
+        lines += [f"| {s.app} | {s.state} | {s.running}/{s.desired} | {_cell(s.last_event)} |" for s in services]
+        stops = [f"- {s.app}: stopped {_cell(stop)}" for s in services for stop in s.stopped]
+        lines += ["", *stops, ""] if stops else [""]
     if record is None:
         return "\n".join([*lines, "No release record was found for this execution."]) + "\n"
     if record.error:

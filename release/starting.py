@@ -43,11 +43,11 @@ def _describe(sfn: Any, arn: str) -> dict[str, Any] | None:
         raise
 
 
-def start_or_attach(sfn: Any, state_machine_arn: str, payload: dict[str, Any]) -> Started:
+def start_or_attach(sfn: Any, state_machine_arn: str, payload: dict[str, Any], default_services: int | None = None) -> Started:
     body = canonical_json(payload)
     with aws_errors("starting the release"):
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            name = execution_name(identity(payload), attempt)
+            name = execution_name(identity(payload), attempt, default_services)
             arn = execution_arn(state_machine_arn, name)
             existing = _describe(sfn, arn)
             if existing is None:
@@ -62,6 +62,6 @@ def start_or_attach(sfn: Any, state_machine_arn: str, payload: dict[str, Any]) -
             if existing is not None and existing.get("status") == "RUNNING":
                 return Started(name=name, arn=arn, attached=True)
     raise ReleaseError(
-        f"{MAX_ATTEMPTS} executions named {execution_name(identity(payload))}[-N] already exist: start with another tag",
+        f"{MAX_ATTEMPTS} executions named {execution_name(identity(payload), 1, default_services)}[-N] already exist: start with another tag",
         ExitCode.RELEASE_FAILED,
     )

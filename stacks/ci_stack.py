@@ -55,6 +55,7 @@ class CiStack(Stack):
             stack_names=[config.stack_name(unit) for unit in STACK_UNITS],
             lease_table_arn=lease_table_arn,
             released_parameter_arn=released_parameter_arn,
+            cluster_name=config.cluster_name,
         )
         export(
             self, "DeployRoleArn", self.access.deploy_role.role_arn, "GitHub Actions role of the deploy workflow (its GitHub environment)"

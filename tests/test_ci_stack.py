@@ -30,6 +30,10 @@ DEPLOY_ACTIONS = {
     "logs:FilterLogEvents",
     "logs:StartLiveTail",
     "ecs:DescribeServices",
+    "ecs:DescribeTasks",  # watching a rollout: stopped tasks' reasons (tests/test_ci_watch_grants.py)
+    "ecs:ListTasks",
+    "dynamodb:PutItem",  # the hold item only (tests/test_ci_watch_grants.py)
+    "dynamodb:DeleteItem",
     "kms:GenerateDataKey",
     "kms:Decrypt",
     "cloudformation:DescribeStacks",
@@ -112,7 +116,9 @@ def test_only_two_roles_no_managed_policies_and_one_policy_for_the_ecr_login(ci:
     ]
     assert all("ManagedPolicyArns" not in r["Properties"] for r in roles.values())
     template.resource_count_is("AWS::IAM::ManagedPolicy", 0)
-    (login,) = template.find_resources("AWS::IAM::Policy").values()
+    policies = template.find_resources("AWS::IAM::Policy").values()
+    assert len(policies) == 2  # the other: ecs:ListTasks (tests/test_ci_watch_grants.py)
+    (login,) = [p for p in policies if p["Properties"]["PolicyDocument"]["Statement"][0]["Sid"] == "EcrLogin"]
     assert login["Properties"]["Roles"] == [{"Ref": _role_key(template, "-github-deploy")}]
     assert login["Properties"]["PolicyDocument"]["Statement"] == [
         {"Sid": "EcrLogin", "Action": "ecr:GetAuthorizationToken", "Effect": "Allow", "Resource": "*"}
@@ -125,7 +131,7 @@ def test_deploy_role_has_exactly_the_release_actions(ci: Template) -> None:
     actions = [action for s in statements for action in _actions(s)]
     assert all(s["Effect"] == "Allow" for s in statements)
     assert not [a for a in actions if a.lower().startswith("iam:")]
-    assert [a for a in actions if a.startswith("ecs:")] == ["ecs:DescribeServices"]
+    assert sorted(a for a in actions if a.startswith("ecs:")) == ["ecs:DescribeServices", "ecs:DescribeTasks", "ecs:ListTasks"]
     assert set(actions) == DEPLOY_ACTIONS | {"ecr:GetAuthorizationToken"}
 
 
@@ -188,7 +194,7 @@ def test_only_the_ecr_login_has_resource_star(ci: Template) -> None:
     template = ci
     for statement in _all_statements(template):
         if "*" in _resources(statement):
-            assert _actions(statement) == ["ecr:GetAuthorizationToken"] and _resources(statement) == ["*"]
+            assert _actions(statement) in (["ecr:GetAuthorizationToken"], ["ecs:ListTasks"]) and _resources(statement) == ["*"]
 
 
 def test_images_go_only_to_the_projects_repositories(ci: Template, example: EnvironmentConfig) -> None:

@@ -1,6 +1,8 @@
 """The release state machine's definition, one phase at a time, and the lease cleanup machine.
 
     validate  ValidateInput ─▶ RecordStart ─▶ CheckServices ─▶ ServicesReady
+    hold      CheckHold ─▶ Held (releases held: ReleaseHeld, nothing taken)
+    recovery  ReleasesSomething: a migrate status/resolve execution releases nothing (recovery.py)
     images    ResolveImages (Map: ecr:DescribeImages per repository)
     lease     AcquireLease (conditional PutItem, retried while another release holds it)
     restore   RestorePoint ─▶ DescribeDatabase ─▶ WantsSnapshot ─▶ [CreateSnapshot ─▶ (SnapshotPollDelay
@@ -29,10 +31,12 @@ from constructs.release_machine.asl import (
     Phase,
 )
 from constructs.release_machine.deploy import OPEN_DEPLOY_GATE, deploy_phase
+from constructs.release_machine.hold import CHECK_HOLD, hold_phase
 from constructs.release_machine.images import RESOLVE_IMAGES, images_phase
 from constructs.release_machine.lease import ACQUIRE_LEASE, lease_phase
 from constructs.release_machine.migrate import SHOULD_MIGRATE, migrate_phase
-from constructs.release_machine.record import RECORD_RELEASE, failure_phase, progress_record, record_phase
+from constructs.release_machine.record import RECORD_RELEASE, RELEASE_LEASE, failure_phase, progress_record, record_phase
+from constructs.release_machine.recovery import RELEASES_SOMETHING, recovery_phase
 from constructs.release_machine.restore_point import RESTORE_POINT, restore_point_phase
 from constructs.release_machine.validate import VALIDATE_INPUT, validate_phase
 
@@ -42,7 +46,8 @@ RECORD_MIGRATED = "RecordMigrated"
 def build_release(s: DefinitionSettings) -> tuple[dict[str, Any], Phase]:
     """The definition (ready for json.dumps / Stack.to_json_string) and every phase's grants."""
     phase = Phase()
-    phase.add(validate_phase(s, RESOLVE_IMAGES))
+    phase.add(validate_phase(s, CHECK_HOLD))
+    phase.add(hold_phase(s, RESOLVE_IMAGES))
     phase.add(images_phase(s, ACQUIRE_LEASE))
     if s.database_instance_identifier:
         phase.add(lease_phase(s, RESTORE_POINT))
@@ -51,7 +56,8 @@ def build_release(s: DefinitionSettings) -> tuple[dict[str, Any], Phase]:
         phase.add(lease_phase(s, SHOULD_MIGRATE))
     phase.add(migrate_phase(s, RECORD_MIGRATED, RECORD_MIGRATED))
     phase.states[RECORD_MIGRATED] = progress_record(s, OPEN_DEPLOY_GATE)
-    phase.add(deploy_phase(s, RECORD_RELEASE))
+    phase.add(deploy_phase(s, RELEASES_SOMETHING))
+    phase.add(recovery_phase(s, record_release=RECORD_RELEASE, skip_record=RELEASE_LEASE))
     phase.add(record_phase(s))
     phase.add(failure_phase(s))
     definition = {

@@ -11,6 +11,7 @@ code, stop reason, exit code and container reason are read from DescribeTasks, a
 
 from __future__ import annotations
 
+from constructs.release_machine import recovery
 from constructs.release_machine.asl import (
     CAUSE,
     ECS_TRANSIENT,
@@ -227,7 +228,15 @@ def _run(s: DefinitionSettings) -> dict[str, State]:
                     "ContainerOverrides": [
                         {
                             "Name": s.migrate_container,
-                            "Environment": [{"Name": contract.MIGRATE_DEADLINE_AT_ENV, "Value": "{% $string($migrateDeadlineAt) %}"}],
+                            # The runner's deadline, and what it runs: deploy, or a recovery's
+                            # status/resolve (constructs/release_machine/recovery.py).
+                            "Environment": (
+                                "{% $append([{'Name': "
+                                + js(contract.MIGRATE_DEADLINE_AT_ENV)
+                                + ", 'Value': $string($migrateDeadlineAt)}], "
+                                + recovery.container_environment()
+                                + ") %}"
+                            ),
                         }
                     ]
                 },

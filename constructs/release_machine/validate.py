@@ -5,6 +5,7 @@ nothing changed."""
 
 from __future__ import annotations
 
+from constructs.release_machine import recovery
 from constructs.release_machine.asl import (
     ECS_TRANSIENT,
     EXECUTION_ARN,
@@ -60,7 +61,7 @@ def name_problem() -> str:
 
 def input_problems(s: DefinitionSettings, default_services: list[str]) -> str:
     known = js([a.app for a in s.apps])
-    allowed = js(list(contract.INPUT_FIELDS))
+    allowed = js(list(contract.INPUT_FIELDS) + list(contract.RECOVERY_INPUT_FIELDS))
     text_field = (
         "($v := $lookup($in, %s); $exists($v) and $v != null and ($type($v) != 'string' or $length($v) > " + str(TEXT) + ")) ? %s : ()"
     )
@@ -75,7 +76,11 @@ def input_problems(s: DefinitionSettings, default_services: list[str]) -> str:
         "$not($exists($tag)) ? 'imageTag: required' : " + tag_problem("$tag") + ", "
         "$not($exists($svc)) ? () : "
         "$type($svc) != 'array' ? 'services: must be a non-empty array of app names (' & $join($known, ', ') & ')' : "
-        "$count($svc) = 0 ? 'services: must not be empty (omit it to deploy ' & $join(" + js(default_services) + ", ', ') & ')' : "
+        "$count($svc) = 0 ? ("
+        + recovery.allows_no_services()
+        + " ? () : 'services: must not be empty (omit it to deploy ' & $join("
+        + js(default_services)
+        + ", ', ') & ')') : "
         "$count($badApps) > 0 ? 'services: unknown app ' & $join($map($badApps, function($v) { $string($v) }), ', ') & ' (known: ' & $join($known, ', ') & ')' : "
         "$count($distinct($svc)) != $count($svc) ? 'services: duplicate app names' : (), "
         "($exists($lookup($in, 'migrate')) and $type($lookup($in, 'migrate')) != 'boolean') ? 'migrate: must be true or false' : (), "
@@ -85,6 +90,8 @@ def input_problems(s: DefinitionSettings, default_services: list[str]) -> str:
         + (text_field % ("'note'", "'note: must be a string of at most " + str(TEXT) + " characters'"))
         + ", "
         + (text_field % ("'rollbackOf'", "'rollbackOf: must be an execution name'"))
+        + ", "
+        + recovery.input_problems()
         + "])"
     )
 
@@ -108,11 +115,15 @@ def initial_variables(s: DefinitionSettings, default_services: list[str]) -> dic
     return {
         "record": expr(
             "{'execution': " + EXECUTION_ARN + ", 'name': " + EXECUTION_NAME + ", "
-            "'kind': ($type($states.input) = 'object' and $type($states.input.rollbackOf) = 'string' ? "
-            + js(contract.KIND_ROLLBACK)
-            + " : "
-            + js(contract.KIND_RELEASE)
-            + "), "
+            "'kind': "
+            + recovery.kind(
+                "($type($states.input) = 'object' and $type($states.input.rollbackOf) = 'string' ? "
+                + js(contract.KIND_ROLLBACK)
+                + " : "
+                + js(contract.KIND_RELEASE)
+                + ")"
+            )
+            + ", "
             "'imageTag': " + (text % ("imageTag", 128, "''")) + ", "
             "'startedBy': " + (text % ("startedBy", TEXT, "'unknown'")) + ", "
             "'note': " + (text % ("note", TEXT, "null")) + ", "
@@ -139,6 +150,7 @@ def initial_variables(s: DefinitionSettings, default_services: list[str]) -> dic
         "leaseReleased": True,  # "this execution does not hold the lease": true until it takes it
         "imageTag": expr(text % ("imageTag", 128, "''")),
         "migrate": expr("($type($states.input) = 'object' and $type($states.input.migrate) = 'boolean') ? $states.input.migrate : true"),
+        **recovery.variables(),
         # A manual snapshot before migrating (restore_point.py); the restore point itself is always taken.
         "snapshot": expr(
             "($type($states.input) = 'object' and $type($states.input.snapshot) = 'boolean') ? $states.input.snapshot : false"

@@ -17,8 +17,9 @@ from release.aws import Aws, SessionFactory
 from release.environment import ReleaseEnvironment
 from release.errors import ExitCode, ReleaseError, exit_code_for
 from release.follow import ExecutionFollower, describe
-from release.migration_logs import MigrationLogs
-from release.record import RecordTable
+from release.migration_logs import MigrationLogs, log_commands
+from release.progress import ServiceProgress
+from release.record import Record, RecordTable
 from release.report import ConsoleReporter, markdown_summary, record_table
 from release.starting import Started
 
@@ -80,8 +81,11 @@ def started_by(aws: Aws) -> str:
     return who[:MAX_STARTED_BY]
 
 
-def add_follow_arguments(parser: argparse.ArgumentParser, poll_interval: Callable[[str], float], default_poll: float) -> None:
-    parser.add_argument("--wait", action="store_true", help="follow the release to its end; the exit code tells the outcome")
+def add_follow_arguments(
+    parser: argparse.ArgumentParser, poll_interval: Callable[[str], float], default_poll: float, *, wait: bool = True
+) -> None:
+    if wait:
+        parser.add_argument("--wait", action="store_true", help="follow the release to its end; the exit code tells the outcome")
     parser.add_argument(
         "--poll-interval",
         type=poll_interval,
@@ -94,7 +98,7 @@ def add_follow_arguments(parser: argparse.ArgumentParser, poll_interval: Callabl
     parser.add_argument("--no-live-tail", action="store_true", help="poll the migration's logs instead of CloudWatch Logs Live Tail")
 
 
-def _log_group_arn(aws: Aws, name: str) -> str:
+def log_group_arn(aws: Aws, name: str) -> str:
     return f"arn:aws:logs:{aws.env.region}:{aws.env.account}:log-group:{name}"
 
 
@@ -107,35 +111,85 @@ def follow(ctx: Context, args: argparse.Namespace, outputs: dict[str, str], star
     logs = None
     if log_group:
         since = int(first["startDate"].timestamp() * 1000)
-        logs = MigrationLogs(aws.client("logs"), log_group, _log_group_arn(aws, log_group), since, live=not args.no_live_tail)
-    follower = ExecutionFollower(sfn, records_of(aws, outputs), logs, started.arn, reporter, ctx.sleep, args.poll_interval)
+        logs = MigrationLogs(aws.client("logs"), log_group, log_group_arn(aws, log_group), since, live=not args.no_live_tail)
+    services = ServiceProgress(
+        aws.client("ecs"),
+        outputs.get(contract.OUTPUT_CLUSTER_NAME) or aws.env.cluster_name,
+        {app.name: app.service for app in aws.env.apps},
+        reporter,
+    )
+    follower = ExecutionFollower(sfn, records_of(aws, outputs), logs, started.arn, reporter, ctx.sleep, args.poll_interval, services)
+    reporter.open()
     try:
         description, record = follower.run()
     except KeyboardInterrupt:
+        reporter.close()
         print(
             f"release: stopped following; the release goes on (stop it: python -m release stop --env {aws.env.env_name})", file=sys.stderr
         )
         return int(ExitCode.INTERRUPTED)
     except ReleaseError as exc:
+        reporter.close()
         raise ReleaseError(f"{exc.message} (stopped following; the release goes on: {started.arn})", exc.code) from None
+    reporter.close()
     status = str(description.get("status"))
+    watched = list(services.states.values())
+    code = _outcome_code(status, record, description)
+    emit_json(
+        args,
+        {
+            "name": started.name,
+            "execution": started.arn,
+            "status": status,
+            "exitCode": int(code),
+            "record": record.data if record else None,
+            "services": [state.as_json() for state in watched],
+        },
+    )
     if args.summary_file:
         try:
             with args.summary_file.open("a", encoding="utf-8") as handle:
-                handle.write(markdown_summary(started.name, started.arn, status, record))
+                handle.write(markdown_summary(started.name, started.arn, status, record, watched))
         except OSError as exc:  # the release's outcome (below) matters more than its summary
             print(f"release: warning: cannot write the summary to {args.summary_file}: {exc.strerror or exc}", file=sys.stderr)
     if status == "SUCCEEDED":
         reporter.succeeded(record, started.name)
         return int(ExitCode.OK)
-    # The record names the error and cause; DescribeExecution's (metadata) are the fallback.
     error = (record.error if record else None) or description.get("error")
     cause = (record.cause if record else None) or description.get("cause")
-    code = exit_code_for(error) if status == "FAILED" else ExitCode.RELEASE_FAILED
     if record is not None:
-        reporter.console.print(record_table(record))
+        reporter.console.print(record_table(record, aws.env.env_name))
+        print_migration_log_commands(reporter, aws.env.env_name, log_group, record)
     reporter.failed(started.name, status, error, cause, int(code))
     return int(code)
+
+
+def _outcome_code(status: str, record: Record | None, description: dict[str, Any]) -> ExitCode:
+    if status == "SUCCEEDED":
+        return ExitCode.OK
+    # The record names the error; DescribeExecution's (metadata) is the fallback.
+    error = (record.error if record else None) or description.get("error")
+    return exit_code_for(error) if status == "FAILED" else ExitCode.RELEASE_FAILED
+
+
+def print_migration_log_commands(reporter: ConsoleReporter, env_name: str, log_group: str | None, record: Record) -> None:
+    """After a failed migration: where its whole log is, as commands to paste."""
+    if not log_group or record.migration.get("outcome") not in ("failed", "timed-out"):
+        return
+    for command in log_commands(env_name, log_group, record):
+        reporter.info(f"migration log: {command}")
+
+
+def wants_json(args: argparse.Namespace) -> bool:
+    return getattr(args, "format", None) == "json"
+
+
+def emit_json(args: argparse.Namespace, payload: Any) -> bool:
+    """With --format json: print the payload as one JSON document on stdout and say so."""
+    if not wants_json(args):
+        return False
+    print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+    return True
 
 
 def input_json(payload: dict[str, Any]) -> str:

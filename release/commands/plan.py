@@ -24,6 +24,7 @@ from release.aws import Aws, aws_errors, error_code
 from release.commands.common import Context, records_of, release_outputs
 from release.commands.status import owner_status, read_lease, read_released
 from release.errors import ExitCode, ReleaseError
+from release.hold import read_hold
 from release.naming import validate_services, validate_tag
 from release.record import RecordTable
 from release.report import make_console, short_digest
@@ -146,19 +147,38 @@ def _service_problems(app: str, service: dict[str, Any]) -> list[Blocker]:
                 f"{app}: service {name} uses the {controller} deployment controller; a release needs ECS (rolling update)",
             )
         )
-    breaker = (service.get("deploymentConfiguration") or {}).get("deploymentCircuitBreaker") or {}
+    configuration = service.get("deploymentConfiguration") or {}
+    breaker = configuration.get("deploymentCircuitBreaker") or {}
     if not (breaker.get("enable") and breaker.get("rollback")):
         problems.append(
             Blocker(
                 ExitCode.DEPLOYMENT_FAILED,
-                f"{app}: service {name} has the deployment circuit breaker with rollback off (docs/ci.md, 'First release')",
+                f"{app}: service {name} has the deployment circuit breaker with rollback off; turn both on: {circuit_breaker_command(service)}",
             )
         )
     return problems
 
 
+def circuit_breaker_command(service: dict[str, Any]) -> str:
+    """The AWS CLI call that turns the circuit breaker and rollback on. It repeats the service's
+    current percentages: AWS does not say whether UpdateService keeps the deployment
+    configuration's fields a call leaves out, so none is left out."""
+    configuration = service.get("deploymentConfiguration") or {}
+    cluster = str(service.get("clusterArn") or "").rsplit("/", 1)[-1] or "default"
+    parts = [f"{key}={configuration[key]}" for key in ("maximumPercent", "minimumHealthyPercent") if configuration.get(key) is not None]
+    parts.append("deploymentCircuitBreaker={enable=true,rollback=true}")
+    region = str(service.get("serviceArn") or "::::").split(":")[3]
+    return (
+        f"aws ecs update-service --region {region} --cluster {cluster} --service {service['serviceName']} "
+        f"--deployment-configuration '{','.join(parts)}'"
+    )
+
+
 def release_blockers(aws: Aws, outputs: dict[str, str]) -> list[Blocker]:
     blockers: list[Blocker] = []
+    hold = read_hold(aws, outputs[contract.OUTPUT_LEASE_TABLE_NAME])
+    if hold is not None:
+        blockers.append(Blocker(ExitCode.RELEASE_HELD, f"{hold.line()} (lift it: python -m release unhold --env {aws.env.env_name})"))
     sfn = aws.client("stepfunctions")
     with aws_errors("listing running releases"):
         running = sfn.list_executions(stateMachineArn=outputs[contract.OUTPUT_STATE_MACHINE_ARN], statusFilter="RUNNING", maxResults=10)
@@ -179,7 +199,8 @@ def release_blockers(aws: Aws, outputs: dict[str, str]) -> list[Blocker]:
             blockers.append(
                 Blocker(
                     ExitCode.RELEASE_IN_PROGRESS,
-                    f"the lease is held by {owner.rsplit(':', 1)[-1] or '?'}, which is {status or 'gone'} (stale: docs/ci.md, 'A stuck lease')",
+                    f"the lease is held by {owner.rsplit(':', 1)[-1] or '?'}, which is {status or 'gone'} "
+                    f"(stale: free it with python -m release unlock --env {aws.env.env_name})",
                 )
             )
     return blockers

@@ -12,7 +12,18 @@ import argparse
 from collections.abc import Callable
 
 from release import contract
-from release.commands.common import Context, add_follow_arguments, confirmed, follow, input_json, records_of, release_outputs, started_by
+from release.commands.common import (
+    Context,
+    add_follow_arguments,
+    confirmed,
+    emit_json,
+    follow,
+    input_json,
+    records_of,
+    release_outputs,
+    started_by,
+    wants_json,
+)
 from release.commands.plan import image_digest
 from release.errors import ExitCode, ReleaseError
 from release.naming import validate_services, validate_tag
@@ -85,7 +96,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise ReleaseError(f"release {target.name} deployed none of {', '.join(requested or [])}", ExitCode.USAGE)
     check_digests(ctx, target, apps)
 
-    reporter = ConsoleReporter(make_console())
+    reporter = ConsoleReporter(make_console(stderr=wants_json(args)))
     reporter.info(f"Rollback to {target.image_tag} (release {target.name}, {target.started_at:%Y-%m-%d %H:%M}Z) in {ctx.env.env_name}:")
     for app in apps:
         reporter.info(f"  {app}: {target.digests[app]}")
@@ -103,5 +114,6 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     reporter.info(f"{'Attached to running' if started.attached else 'Started'} rollback {started.name}")
     reporter.info(f"input: {input_json(payload)}")
     if not args.wait:
+        emit_json(args, {"name": started.name, "execution": started.arn, "attached": started.attached, "input": payload})
         return int(ExitCode.OK)
     return follow(ctx, args, outputs, started, reporter)

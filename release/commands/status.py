@@ -12,8 +12,10 @@ from botocore.exceptions import ClientError
 
 from release import contract
 from release.aws import Aws, aws_errors, error_code
-from release.commands.common import Context, records_of, release_outputs
+from release.commands.common import Context, emit_json, records_of, release_outputs
 from release.errors import ExitCode
+from release.hold import read_hold
+from release.migration_logs import log_commands
 from release.report import make_console, record_table
 
 NAME = "status"
@@ -42,6 +44,13 @@ def released_line(value: str | None) -> str:
     if record.get("execution"):
         line += f" by {str(record['execution']).rsplit(':', 1)[-1]}"
     return line
+
+
+def _parsed(value: str | None) -> Any:
+    try:
+        return json.loads(value) if value else None
+    except ValueError:
+        return value
 
 
 def read_released(aws: Aws, outputs: dict[str, str]) -> str | None:
@@ -126,18 +135,38 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     released = read_released(aws, outputs)
     lease = read_lease(aws, outputs)
 
+    hold = read_hold(aws, outputs[contract.OUTPUT_LEASE_TABLE_NAME])
+    log_group = outputs.get(contract.OUTPUT_MIGRATE_LOG_GROUP_NAME)
+    owner = str((lease or {}).get("Owner", {}).get("S", ""))
+    owner_state = owner_status(aws, owner) if lease else None
+    if emit_json(
+        args,
+        {
+            "environment": aws.env.env_name,
+            "released": _parsed(released),
+            "lease": {key: next(iter(value.values())) for key, value in lease.items()} | {"ownerStatus": owner_state} if lease else None,
+            "hold": hold.as_json() if hold else None,
+            "latest": latest[0].data if latest else None,
+            "migrationLog": log_commands(aws.env.env_name, log_group, latest[0]) if latest and log_group else [],
+        },
+    ):
+        return int(ExitCode.OK)
     console = make_console()
     console.print(f"Environment {aws.env.env_name} ({aws.env.account}/{aws.env.region})", markup=False)
     console.print(f"Released: {released_line(released)}", markup=False)
     if lease:
-        owner = str(lease.get("Owner", {}).get("S", ""))
-        console.print(lease_line(lease, owner_status(aws, owner)), markup=False)
+        console.print(lease_line(lease, owner_state), markup=False)
     else:
         console.print("Lease: free (no release running)", markup=False)
+    if hold:
+        console.print(f"Hold: {hold.line()} (lift it: python -m release unhold --env {aws.env.env_name})", markup=False)
     if latest:
-        console.print(record_table(latest[0]))
+        console.print(record_table(latest[0], aws.env.env_name))
         for app, digest in sorted(latest[0].digests.items()):
             console.print(f"  digest {app}: {digest}", markup=False)
+        if log_group and latest[0].migration.get("taskArn"):
+            for command in log_commands(aws.env.env_name, log_group, latest[0]):
+                console.print(f"migration log: {command}", markup=False, soft_wrap=True)
         for line in restore_point_lines(latest[0].data.get("restorePoint")):
             console.print(line, markup=False)
     else:

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from release import contract
 from release.aws import aws_errors, error_code
-from release.commands.common import Context, confirmed, records_of, release_outputs
+from release.commands.common import Context, confirmed, emit_json, records_of, release_outputs, wants_json
 from release.errors import ExitCode, ReleaseError
 from release.record import Record, RecordTable
 from release.report import make_console, record_table
@@ -52,9 +52,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     aws.check_account()
     outputs = release_outputs(aws)
     execution = _running(ctx, outputs[contract.OUTPUT_STATE_MACHINE_ARN], args.execution)
-    console = make_console()
+    console = make_console(stderr=wants_json(args))
     if execution is None:
-        console.print("No release is running: nothing to stop.", markup=False)
+        if not emit_json(args, {"stopped": None}):
+            console.print("No release is running: nothing to stop.", markup=False)
         return int(ExitCode.OK)
     records = records_of(aws, outputs)
     record = records.find(execution["executionArn"])
@@ -68,11 +69,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 raise
     console.print(f"Stopped release {execution['name']}.", markup=False)
     final = _wait_for_cleanup(ctx, execution["executionArn"], records)
+    if emit_json(args, {"stopped": execution["name"], "execution": execution["executionArn"], "record": final.data if final else None}):
+        return int(ExitCode.OK)
     if final is None:
-        console.print("Its record was not found: check `python -m release status`.", markup=False)
+        console.print(f"Its record was not found: check python -m release status --env {ctx.env.env_name}", markup=False)
         return int(ExitCode.OK)
     console.print(f"It stopped in phase {final.phase or '?'}.", markup=False)
-    console.print(record_table(final))
+    console.print(record_table(final, ctx.env.env_name))
     if final.lease_released:
         console.print("The lease is released; a new release can start.", markup=False)
     else:

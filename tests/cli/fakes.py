@@ -150,11 +150,16 @@ def digest_of(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def put_record(summary: dict[str, Any]) -> None:
-    """One item of the history table: the key, the top-level copies and the whole Summary."""
+def put_record(summary: dict[str, Any], deployments: dict[str, str] | None = None) -> None:
+    """One item of the history table: the key, the top-level copies and the whole Summary (and,
+    mid-rollout, `Deployment_<app>` per service whose UpdateService returned)."""
     boto3.client("dynamodb", region_name=REGION).put_item(
         TableName=HISTORY_TABLE,
         Item={
+            **{
+                f"Deployment_{app}": {"S": json.dumps({"app": app, "deploymentId": d, "state": "IN_PROGRESS"})}
+                for app, d in (deployments or {}).items()
+            },
             "Pk": {"S": "release"},
             "Sk": {"S": f"{summary['startedAt']}#{summary['name']}"},
             "Status": {"S": summary["status"]},
@@ -255,6 +260,46 @@ def create_services(breaker: dict[str, dict[str, bool]] | None = None, controlle
         service_object.deployment_configuration = {"deploymentCircuitBreaker": setting}
 
 
+def set_rollout(app: str, deployment: str, state: str, *, running: int, desired: int, events: list[str], failed: int = 0) -> None:
+    """ECS's side of a rollout as DescribeServices returns it (set on moto's service object, which
+    keeps no deployments of its own after UpdateService)."""
+    service: Any = ecs_backends[ACCOUNT][REGION].services[f"default:{APPS[app]}"]
+    now = datetime.now(UTC)
+    service.deployments = [
+        {
+            "id": deployment,
+            "status": "PRIMARY",
+            "rolloutState": state,
+            "rolloutStateReason": f"ECS deployment {deployment} {state.lower().replace('_', ' ')}.",
+            "runningCount": running,
+            "pendingCount": max(0, desired - running),
+            "desiredCount": desired,
+            "failedTasks": failed,
+            "createdAt": now,
+            "updatedAt": now,
+        }
+    ]
+    service.events = [
+        {"id": f"{deployment}-{len(service.events) + i}", "createdAt": now + timedelta(milliseconds=i), "message": message}
+        for i, message in enumerate(events)
+    ] + service.events
+
+
+def stopped_task(app: str, deployment: str, reason: str) -> str:
+    """A task of the service's deployment that ECS stopped (moto: RunTask, then StopTask)."""
+    ecs = boto3.client("ecs", region_name=REGION)
+    task = ecs.run_task(
+        cluster="default",
+        taskDefinition="app",
+        launchType="FARGATE",
+        startedBy=deployment,
+        group=f"service:{APPS[app]}",
+        networkConfiguration={"awsvpcConfiguration": {"subnets": ["subnet-0a1b2c3d4e5f60001"]}},
+    )["tasks"][0]["taskArn"]
+    ecs.stop_task(cluster="default", task=task, reason=reason)
+    return str(task)
+
+
 @dataclass
 class Step:
     """What happens between two polls of the CLI."""
@@ -262,8 +307,10 @@ class Step:
     phase: str | None = None
     log_lines: list[str] = field(default_factory=list)
     record: dict[str, Any] = field(default_factory=dict)  # fields merged into the record
+    deployments: dict[str, str] = field(default_factory=dict)  # app -> deployment id, as Deployment_<app> attributes
     finish: dict[str, Any] | None = None  # {"status": ..., "error"?, "cause"?, "record"?: {...}}
     end_execution: str | None = None  # the execution ends (e.g. ABORTED) before anything writes its record
+    act: Callable[[], None] | None = None  # what else changes meanwhile (e.g. a service's rollout in ECS)
 
 
 def success_record(services: tuple[str, ...] = ("api",), exit_code: int = 0) -> dict[str, Any]:
@@ -384,16 +431,18 @@ class ScriptedReleases:
             }
         return self.records[execution.execution_arn]
 
-    def update_record(self, execution: Execution, **fields: Any) -> None:
+    def update_record(self, execution: Execution, deployments: dict[str, str] | None = None, **fields: Any) -> None:
         record = self.record_of(execution)
         record.update(fields)
-        put_record(record)
+        put_record(record, deployments)
 
     def apply(self, execution: Execution, step: Step) -> None:
         fields = dict(step.record)
         if step.phase:
             fields["phase"] = step.phase
-        self.update_record(execution, **fields)
+        self.update_record(execution, step.deployments or None, **fields)
+        if step.act is not None:
+            step.act()
         if step.log_lines:
             self.put_logs(LOG_STREAM, step.log_lines)
         if step.finish is not None:

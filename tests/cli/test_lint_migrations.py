@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -67,8 +68,10 @@ def test_a_blocking_migration_is_found(config_dir: Path, repo: Path, capsys: pyt
     assert out.startswith("### Migration lint (squawk)")
     row = next(line for line in out.splitlines() if f"`{rule}`" in line)
     assert row.startswith(f"| `{added}` | 2 |")  # the statement's line (after Prisma's comment)
-    assert "prefer-robust-stmts" not in out.split("Rules left out")[0]  # excluded by the config's default
+    assert "prefer-robust-stmts" not in out.split("Rules Prisma's own SQL breaks")[0]  # left out for Prisma
     assert "Rules left out by the config: prefer-robust-stmts." in out
+    # Every finding that stays says what to do on the Prisma side.
+    assert row.count(" | ") == 4 and not row.endswith("|  |")
 
 
 def test_a_clean_migration_has_no_findings(config_dir: Path, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -91,11 +94,33 @@ def test_rules_and_path_come_from_the_config(config_dir: Path, repo: Path, capsy
     settings = yaml.safe_load((config_dir / f"{ENV}.yaml").read_text())
     settings["review"] = {"migrations_path": "db/migrations", "squawk_excluded_rules": ["ban-drop-column", "prefer-robust-stmts"]}
     (config_dir / f"{ENV}.yaml").write_text(yaml.safe_dump(settings))
-    _add(repo, "dropped_column", folder="db/migrations")
-    assert _lint(config_dir, repo, "text") == ExitCode.FINDINGS  # the timeouts are still asked for
+    _add(repo, "dropped_column", "column_type_change", folder="db/migrations")
+    assert _lint(config_dir, repo, "text") == ExitCode.FINDINGS
     out = capsys.readouterr().out
-    assert "ban-drop-column" not in out and "require-lock-timeout" in out
-    assert out.strip().endswith("finding(s) in 1 added migration(s) under db/migrations")
+    assert "ban-drop-column" not in out and "changing-column-type" in out
+    assert "    fix (Prisma): expand and contract" in out
+    assert out.strip().endswith("1 finding(s) in 2 added migration(s) under db/migrations")
+
+
+@pytest.mark.parametrize("sample", ["prisma_new_model", "prisma_new_column"])
+def test_prismas_own_sql_for_a_new_model_or_column_passes(
+    config_dir: Path, repo: Path, capsys: pytest.CaptureFixture[str], sample: str
+) -> None:
+    """Prisma's generated SQL (SERIAL, integer, timestamp(3), an index and a foreign key on the new
+    table, a nullable column) locks nothing a running app waits on: no finding."""
+    _add(repo, sample)
+    assert _lint(config_dir, repo, "json") == ExitCode.OK, capsys.readouterr().out
+    assert json.loads(capsys.readouterr().out)["findings"] == []
+
+
+def test_an_index_on_an_existing_table_stays_flagged_with_what_prisma_can_do(
+    config_dir: Path, repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _add(repo, "prisma_new_index")
+    assert _lint(config_dir, repo, "json") == ExitCode.FINDINGS
+    (finding,) = json.loads(capsys.readouterr().out)["findings"]
+    assert finding["rule"] == "require-concurrent-index-creation"
+    assert "P3018" in finding["fix"] and "CREATE INDEX CONCURRENTLY IF NOT EXISTS" in finding["fix"]
 
 
 def test_a_bad_base_is_one_line(config_dir: Path, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from release import contract
 from release.errors import ExitCode, ReleaseError
 from release.naming import execution_arn, execution_input, execution_name, validate_services, validate_tag
 from release.starting import identity, start_or_attach
@@ -103,3 +104,18 @@ def test_who_and_why_do_not_change_the_name() -> None:
     plain = execution_input("abc", ["api"], False)
     assert execution_name(identity(plain | {"startedBy": "alice", "note": "x"})) == execution_name(plain)
     assert execution_name(identity(plain | {"rollbackOf": "abc-all-mig-1"})) != execution_name(plain)
+
+
+def test_a_release_without_services_is_named_for_the_apps_it_deploys() -> None:
+    """The machine's default is the apps that use the schema: the name counts them, not "all"."""
+    plain = execution_input("v1", None, True)
+    assert execution_name(plain, default_services=1).startswith("v1-1svc-mig-")
+    assert execution_name(plain, default_services=1) != execution_name(execution_input("v1", ["api"], True), default_services=1)
+
+
+def test_recoveries_are_named_for_what_they_do() -> None:
+    status = {"imageTag": "v1", "action": "status", "migrate": True, "services": []}
+    resolve = status | {"action": "resolve", "resolve": "applied:20261120093000_x"}
+    assert execution_name(status).startswith("v1-status-") and execution_name(resolve).startswith("v1-resolve-")
+    longest = execution_name(resolve | {"imageTag": "a" * 128}, 50)
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", longest) and len(longest) <= contract.MAX_EXECUTION_NAME

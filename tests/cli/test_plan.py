@@ -91,8 +91,14 @@ def test_every_blocker_at_once(run: Run, releases: ScriptedReleases, capsys: pyt
     assert "api: image api-cashsouk:b7e1c0de does not exist" in blockers
     assert "migrate: image cashsouk-migrate:b7e1c0de does not exist" in blockers
     assert any(b.startswith("api: service api-cashsouk-09ff has the deployment circuit breaker with rollback off") for b in blockers)
+    # The fix is a command to paste, not console clicks; it repeats the service's percentages.
+    (breaker,) = [b for b in blockers if "circuit breaker" in b]
+    assert breaker.endswith(
+        "turn both on: aws ecs update-service --region ap-southeast-5 --cluster default --service api-cashsouk-09ff "
+        "--deployment-configuration 'deploymentCircuitBreaker={enable=true,rollback=true}'"
+    ), breaker
     assert any(b.startswith("admin: service admin-cashsouk-544e uses the CODE_DEPLOY deployment controller") for b in blockers)
-    assert any(b.startswith("release other-all-mig-") and "is running" in b for b in blockers)
+    assert any(b.startswith("release other-1svc-mig-") and "is running" in b for b in blockers)
     assert len(blockers) == 5
 
 
@@ -105,7 +111,7 @@ def test_a_held_lease_of_a_finished_release_is_a_blocker(run: Run, world: dict[s
     out = capsys.readouterr().out
     assert out.startswith(f"### Release plan: `{NEW}` to `qa`")
     assert "| api | api-cashsouk-09ff |" in out
-    assert "- :x: the lease is held by gone, which is gone (stale: docs/ci.md, 'A stuck lease')" in out
+    assert "- :x: the lease is held by gone, which is gone (stale: free it with python -m release unlock --env qa)" in out
 
 
 def test_describe_services_access_denied_is_a_note(world: dict[str, str]) -> None:

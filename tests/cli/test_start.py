@@ -26,7 +26,7 @@ from tests.cli.fakes import (
 )
 
 SHA = "3f9c2a7d1e4b8c6a0f5d2e9b7a1c4d8e6f0a2b3c"
-FOLLOW = ("--wait", "--poll-interval", "0")
+FOLLOW = ("--wait", "--poll-interval", "1")
 
 
 def _executions() -> list[dict[str, Any]]:

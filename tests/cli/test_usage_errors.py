@@ -35,7 +35,12 @@ def _one_line(err: str) -> str:
             "unknown service billing: this environment has api, admin, investor, issuer, landing",
         ),
         (["start"], "the following arguments are required: --image-tag"),
-        (["start", "--image-tag", "ok", "--poll-interval", "-1"], "must be 0 or more seconds"),
+        (["start", "--image-tag", "ok", "--poll-interval", "-1"], "must be between 1 and 300 seconds, not '-1'"),
+        (["start", "--image-tag", "ok", "--poll-interval", "0"], "must be between 1 and 300 seconds, not '0'"),
+        (["start", "--image-tag", "ok", "--poll-interval", "nan"], "must be between 1 and 300 seconds, not 'nan'"),
+        (["watch", "--poll-interval", "inf"], "must be between 1 and 300 seconds, not 'inf'"),
+        (["logs", "--poll-interval", "1e9"], "must be between 1 and 300 seconds"),
+        (["lint-migrations", "--base=--output=/tmp/x"], "--base must be a commit or branch, not an option: '--output=/tmp/x'"),
         (["outputs", "--format", "yaml"], "invalid choice: 'yaml'"),
         (["history", "--limit", "0"], "--limit must be at least 1"),
         (["rollback", "--to", "bad tag"], "invalid image tag 'bad tag'"),
@@ -163,7 +168,24 @@ def test_every_subcommand_is_its_own_module_and_listed_in_help(capsys: pytest.Ca
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     names = [command.NAME for command in COMMANDS]
-    assert names == ["start", "plan", "status", "history", "rollback", "stop", "outputs", "env", "lint-migrations"]
+    assert names == [
+        "start",
+        "watch",
+        "logs",
+        "plan",
+        "status",
+        "history",
+        "rollback",
+        "stop",
+        "hold",
+        "unhold",
+        "unlock",
+        "migrate-status",
+        "resolve",
+        "outputs",
+        "env",
+        "lint-migrations",
+    ]
     assert all(name in out for name in names)
     assert all(command.__name__ == f"release.commands.{command.NAME.replace('-', '_')}" for command in COMMANDS)
     cli = (REPO / "release" / "cli.py").read_text()

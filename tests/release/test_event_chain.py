@@ -24,6 +24,7 @@ from tests.release.conftest import MACHINE, synthesized_machine
 TAG = "abc1234"
 ENDED_RULE = "cashsouk-example-release-ended"
 FAILED_RULE = "cashsouk-example-release-failed"
+SUCCEEDED_RULE = "cashsouk-example-release-succeeded"
 
 
 @pytest.fixture
@@ -61,9 +62,10 @@ def test_a_release_stopped_mid_migration_is_completed_by_the_cleanup_the_rule_st
     migration = summary["migration"]
     assert (migration["outcome"], migration["taskArn"], migration["stoppedByRelease"]) == ("stopped", task_arn, True)
     assert migration["schemaMayHaveChanged"] is True
-    # The failure topic was told, in the rule's own words.
+    # The failure topic was told, as a chat notification (tests/test_release_notifications.py).
     told = deliveries[FAILED_RULE]
-    assert told.error is None and "ended ABORTED" in told.message and stopped.arn in told.message
+    text = json.dumps(told.message)
+    assert told.error is None and "ended ABORTED" in text and stopped.arn in text and told.message["source"] == "custom"
     assert fake.dead_letters == [] and fake.refusals == []
 
 
@@ -90,8 +92,11 @@ def test_a_release_that_succeeded_reaches_only_the_cleanup(sfn: Interpreter, mac
     result = sfn.run(machine, {"imageTag": TAG})
     assert result.status == "SUCCEEDED"
     deliveries = event_chain.deliver(result)
-    assert [d.rule for d in deliveries] == [ENDED_RULE]
-    cleaned = sfn.wait(deliveries[0].started or "")
+    assert sorted(d.rule for d in deliveries) == [ENDED_RULE, SUCCEEDED_RULE]  # the cleanup, and the success notification
+    (ended,) = [d for d in deliveries if d.rule == ENDED_RULE]
+    (told,) = [d for d in deliveries if d.rule == SUCCEEDED_RULE]
+    assert told.error is None and "succeeded" in told.message["content"]["title"]
+    cleaned = sfn.wait(ended.started or "")
     assert cleaned.status == "SUCCEEDED" and cleaned.output["released"] is False  # the release freed its own lease
     assert fake.records()[0]["status"] == "SUCCEEDED"
 

@@ -567,7 +567,10 @@ def test_run_task_passes_the_runner_an_absolute_deadline_below_the_release_bound
     (run_task,) = fake.calls_of("RunTask")
     (override,) = run_task.params["overrides"]["containerOverrides"]
     assert override["name"] == "migrate"
-    assert override["environment"] == [{"name": contract.MIGRATE_DEADLINE_AT_ENV, "value": str(result.output["migration"]["deadlineAt"])}]
+    assert override["environment"] == [
+        {"name": contract.MIGRATE_DEADLINE_AT_ENV, "value": str(result.output["migration"]["deadlineAt"])},
+        {"name": contract.MIGRATE_ACTION_ENV, "value": contract.ACTION_DEPLOY},  # tests/release/test_release_recovery.py
+    ]
     # The example's migration bound is 900 s from RunTask; the runner's deadline 60 s before it.
     assert "$migrationPolls < 90" in json.dumps(definition)
     deadline = int(override["environment"][0]["value"])

@@ -442,7 +442,7 @@ def test_event_targets_have_a_dead_letter_queue_and_a_retry_policy(release_stack
     template.has_resource_properties("AWS::SQS::Queue", {"SqsManagedSseEnabled": True})
     rules = template.find_resources("AWS::Events::Rule")
     targets = [t for r in rules.values() for t in r["Properties"]["Targets"]]
-    assert len(targets) == 2
+    assert len(targets) == 3  # the cleanup machine, the failure and the success notification
     for target in targets:
         assert "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] == 8
     queue_policy = next(r for r in release_stack_template["Resources"].values() if r["Type"] == "AWS::SQS::QueuePolicy")

@@ -1,0 +1,2 @@
+-- CreateIndex
+CREATE INDEX "Invoice_dueAt_idx" ON "Invoice"("dueAt");
