@@ -89,7 +89,9 @@ def test_every_command_takes_format_json(command: str) -> None:
 
 
 def test_make_alone_lists_the_targets() -> None:
-    result = subprocess.run(["make", "-s", "-C", str(REPO)], capture_output=True, text=True, timeout=60, check=False)
+    # As a person types it: not inside another make (whose MAKEFLAGS would add "Entering directory").
+    env = {key: value for key, value in os.environ.items() if key not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}}
+    result = subprocess.run(["make", "-s", "-C", str(REPO)], capture_output=True, text=True, timeout=60, check=False, env=env)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("usage: make <target>")
