@@ -506,7 +506,7 @@ class ReleaseStateMachine(Construct):
         self.dead_letter_alarm = cloudwatch.Alarm(
             self,
             "EventDeadLettersAlarm",
-            alarm_name=f"{s.name}-event-dead-letters",
+            alarm_name=_alarm_names(s)[0],
             alarm_description=f"{s.name}: an end-of-release event could not be delivered (cleanup not started, or failure not told)",
             metric=self.dead_letters.metric_approximate_number_of_messages_visible(period=period, statistic="Maximum"),
             threshold=1,
@@ -526,7 +526,7 @@ class ReleaseStateMachine(Construct):
         self.cleanup_alarm = cloudwatch.Alarm(
             self,
             "CleanupFailedAlarm",
-            alarm_name=f"{s.name}-cleanup-failed",
+            alarm_name=_alarm_names(s)[1],
             alarm_description=f"{s.name}: the lease cleanup failed or timed out (lease, migrate task or record left as they were)",
             metric=failed,
             threshold=1,
@@ -536,43 +536,8 @@ class ReleaseStateMachine(Construct):
         )
         if self.failure_topic is None:
             return
-        alarms = [self.dead_letter_alarm, self.cleanup_alarm]
-        for alarm in alarms:
+        for alarm in (self.dead_letter_alarm, self.cleanup_alarm):
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.failure_topic))
-        # The topic's policy and key policy (written in _failure_topic) admit only the failed-release
-        # rule; CloudWatch publishes for these two alarms only. ARNs from the names: the alarms'
-        # own ARN attributes would make the key depend on the alarms that depend on the topic.
-        alarm_arns = [
-            stack.format_arn(service="cloudwatch", resource="alarm", resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME)
-            for name in (f"{s.name}-event-dead-letters", f"{s.name}-cleanup-failed")
-        ]
-        source = {"StringEquals": {"aws:SourceAccount": stack.account}, "ArnEquals": {"aws:SourceArn": alarm_arns}}
-        key = self.node.find_child("FailureTopicKey")
-        assert isinstance(key, kms.Key)
-        key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AlarmsPublish",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                resources=["*"],
-                conditions=source,
-            )
-        )
-        topic_policy = self.node.find_child("FailureTopicPolicy")
-        assert isinstance(topic_policy, sns.CfnTopicPolicy)
-        document = dict(topic_policy.policy_document)
-        document["Statement"] = [
-            *document["Statement"],
-            {
-                "Sid": "SafetyNetAlarmsPublish",
-                "Effect": "Allow",
-                "Principal": {"Service": "cloudwatch.amazonaws.com"},
-                "Action": "sns:Publish",
-                "Resource": self.failure_topic.topic_arn,
-                "Condition": source,
-            },
-        ]
-        topic_policy.policy_document = document
 
     # ---- the failure topic -------------------------------------------------------------------------------
     def _failure_topic(self, stack: Stack, s: ReleaseSettings) -> sns.Topic:
@@ -591,16 +556,31 @@ class ReleaseStateMachine(Construct):
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.DESTROY,
         )
-        source = {"StringEquals": {"aws:SourceAccount": stack.account}, "ArnEquals": {"aws:SourceArn": rule_arns}}
-        key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="EventBridgePublishes",
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                resources=["*"],
-                conditions=source,
-            )
+        # Who may publish, each only from its own resources: the two end-of-release rules, and the two
+        # safety-net alarms (_safety_net_alarms). ARNs from the names: the resources' own ARN
+        # attributes would make the key depend on what depends on the topic.
+        alarm_arns = [
+            stack.format_arn(service="cloudwatch", resource="alarm", resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME)
+            for name in _alarm_names(s)
+        ]
+        publishers = (
+            ("events.amazonaws.com", rule_arns, "EventBridgePublishes", "OnlyTheReleaseFailedRulePublishes"),
+            ("cloudwatch.amazonaws.com", alarm_arns, "AlarmsPublish", "SafetyNetAlarmsPublish"),
         )
+
+        def source(arns: list[str]) -> dict[str, Any]:
+            return {"StringEquals": {"aws:SourceAccount": stack.account}, "ArnEquals": {"aws:SourceArn": arns}}
+
+        for service, arns, key_sid, _ in publishers:
+            key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid=key_sid,
+                    principals=[iam.ServicePrincipal(service)],
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=["*"],
+                    conditions=source(arns),
+                )
+            )
         topic = sns.Topic(self, "FailureTopic", topic_name=f"{s.name}-failures", display_name=f"{s.name} failures", master_key=key)
         if s.notify_email:
             topic.add_subscription(subscriptions.EmailSubscription(s.notify_email))
@@ -611,14 +591,17 @@ class ReleaseStateMachine(Construct):
             policy_document={
                 "Version": "2012-10-17",
                 "Statement": [
-                    {
-                        "Sid": "OnlyTheReleaseFailedRulePublishes",
-                        "Effect": "Allow",
-                        "Principal": {"Service": "events.amazonaws.com"},
-                        "Action": "sns:Publish",
-                        "Resource": topic.topic_arn,
-                        "Condition": source,
-                    },
+                    *(
+                        {
+                            "Sid": topic_sid,
+                            "Effect": "Allow",
+                            "Principal": {"Service": service},
+                            "Action": "sns:Publish",
+                            "Resource": topic.topic_arn,
+                            "Condition": source(arns),
+                        }
+                        for service, arns, _, topic_sid in publishers
+                    ),
                     {
                         "Sid": "EnforceTls",
                         "Effect": "Deny",
@@ -784,3 +767,8 @@ def _chat_notification(stack: Stack, s: ReleaseSettings, *, failed: bool) -> eve
             },
         }
     )
+
+
+def _alarm_names(s: ReleaseSettings) -> tuple[str, str]:
+    """The safety-net alarms: an undelivered end event (dead-letter queue), a failed cleanup."""
+    return f"{s.name}-event-dead-letters", f"{s.name}-cleanup-failed"
