@@ -312,7 +312,12 @@ def kms_on_behalf(machine: Machine, operation: str) -> list[Request]:
         ("kms:CallerAccount", ACCOUNT),
         ("kms:EncryptionContext:aws:states:stateMachineArn", machine.arn),
     )
-    actions = {"StartExecution": ("kms:GenerateDataKey", "kms:Decrypt"), "Run": ("kms:GenerateDataKey", "kms:Decrypt")}[operation]
+    actions = {
+        "StartExecution": ("kms:GenerateDataKey", "kms:Decrypt"),
+        "Run": ("kms:GenerateDataKey", "kms:Decrypt"),
+        "DescribeExecution": ("kms:Decrypt",),  # input and output, unless METADATA_ONLY
+        "StopExecution": ("kms:GenerateDataKey",),  # error and cause, when given
+    }[operation]
     return [Request(action, machine.key_arn, context) for action in actions]
 
 
@@ -510,12 +515,41 @@ def _start_execution(params: dict[str, Any], fake: Any, account: Account) -> lis
     return requests
 
 
+def _machine_of(execution_arn: str, account: Account) -> Machine | None:
+    """arn:aws:states:<region>:<account>:execution:<machine>:<name> -> the machine, if synthesized."""
+    parts = execution_arn.split(":")
+    return account.machines.get(":".join([*parts[:5], "stateMachine", parts[6]])) if len(parts) == 8 else None
+
+
+def _describe_execution(params: dict[str, Any], fake: Any, account: Account) -> list[Request]:
+    """Step Functions API reference, DescribeExecution `includedData`: "If your state machine
+    definition is encrypted with a KMS key, callers must have kms:Decrypt permission"; METADATA_ONLY
+    returns no input or output, so needs no key."""
+    execution = str(params["executionArn"])
+    requests = [Request("states:DescribeExecution", execution)]
+    machine = _machine_of(execution, account)
+    if machine and machine.key_arn and params.get("includedData", "ALL_DATA") != "METADATA_ONLY":
+        requests += kms_on_behalf(machine, "DescribeExecution")
+    return requests
+
+
+def _stop_execution(params: dict[str, Any], fake: Any, account: Account) -> list[Request]:
+    """StopExecution API reference: "A caller can stop an execution without using any KMS permissions
+    in the execution role if the caller provides a null value for both error and cause fields"."""
+    execution = str(params["executionArn"])
+    requests = [Request("states:StopExecution", execution)]
+    machine = _machine_of(execution, account)
+    if machine and machine.key_arn and (params.get("error") is not None or params.get("cause") is not None):
+        requests += kms_on_behalf(machine, "StopExecution")
+    return requests
+
+
 CLI_RULES: dict[tuple[str, str], Callable[[dict[str, Any], Any, Account], list[Request]]] = {
     ("cloudformation", "DescribeStacks"): lambda p, f, a: [Request("cloudformation:DescribeStacks", _stack(p))],
     ("stepfunctions", "StartExecution"): _start_execution,
     ("stepfunctions", "ListExecutions"): lambda p, f, a: [Request("states:ListExecutions", str(p["stateMachineArn"]))],
-    ("stepfunctions", "DescribeExecution"): lambda p, f, a: [Request("states:DescribeExecution", str(p["executionArn"]))],
-    ("stepfunctions", "StopExecution"): lambda p, f, a: [Request("states:StopExecution", str(p["executionArn"]))],
+    ("stepfunctions", "DescribeExecution"): _describe_execution,
+    ("stepfunctions", "StopExecution"): _stop_execution,
     ("dynamodb", "GetItem"): _dynamodb_item("GetItem"),
     ("dynamodb", "Query"): _dynamodb_item("Query"),
     ("dynamodb", "PutItem"): _dynamodb_item("PutItem"),

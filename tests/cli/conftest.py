@@ -17,7 +17,7 @@ from emulation.authorization import Evaluator
 from release.aws import Aws
 from release.cli import main
 from tests.cli.fakes import ACCOUNT, ENV, REGION, ScriptedReleases, create_stacks
-from tests.cli.iam import OPERATOR_COMMANDS, CliIam
+from tests.cli.iam import CliIam
 
 REPO = Path(__file__).resolve().parents[2]
 # One boto3 session for every CLI call: loading the service models once keeps the tests fast.
@@ -129,8 +129,7 @@ def run(config_dir: Path, releases: ScriptedReleases, answers: list[bool], cli_i
 
     def invoke(command: str, *args: str) -> int:
         argv = [command, "--env", ENV, "--config-dir", str(config_dir), *args]
-        # A person's command runs with a person's credentials (the operator), the rest as CI's role.
-        cli_iam.principal = cli_iam.operator if command in OPERATOR_COMMANDS else cli_iam.deploy_role
+        cli_iam.run_as(command)
         return main(argv, sleep=releases.sleep, session_factory=lambda region: _SESSION, confirm=confirm)
 
     return invoke

@@ -21,7 +21,7 @@ from typing import Any
 
 from botocore.awsrequest import AWSResponse
 
-from emulation.authorization import NO_AUTHORIZATION, Account, Authorizer, Evaluator, Request
+from emulation.authorization import NO_AUTHORIZATION, Account, Authorizer, DeniedError, Evaluator, Request
 from emulation.fakes import FakeError
 from emulation.resolve import Resolver
 from tests.cli.fakes import ENV, PREFIX
@@ -66,15 +66,21 @@ class CliIam:
         self.operator = self.account.add_operator(self.deploy_role, lease_arn)
         self.authorizer = Authorizer(self.account, evaluator)
         self.principal = self.deploy_role
+        self.operator_commands = OPERATOR_COMMANDS
         self.calls: list[Call] = []
         self.unchecked: list[str] = []
         self._lock = threading.Lock()
 
     def reset(self) -> None:
         self.principal = self.deploy_role
+        self.operator_commands = OPERATOR_COMMANDS
         self.authorizer.revoked.clear()
         self.calls = []
         self.unchecked = []
+
+    def run_as(self, command: str) -> None:
+        """A person's command runs with a person's credentials (the operator), the rest as CI's role."""
+        self.principal = self.operator if command in self.operator_commands else self.deploy_role
 
     def attach(self, client: Any) -> None:
         events = client.meta.events
@@ -96,6 +102,8 @@ class CliIam:
             call.requests = self.authorizer.authorize_client_call(self.principal, service, operation, as_example(context.get(_PARAMS, {})))
         except FakeError as error:
             call.refused = error.code
+            if isinstance(error, DeniedError):
+                call.requests = [error.request]  # the request IAM refused
             status = 403 if service == "cloudformation" else 400
             parsed = {"Error": {"Code": error.code, "Message": error.message}, "ResponseMetadata": {"HTTPStatusCode": status}}
             return AWSResponse(url="", status_code=status, headers={}, raw=None), parsed
