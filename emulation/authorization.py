@@ -468,8 +468,9 @@ def _scalar(value: Any) -> str:
 
 
 def _leading_keys(params: dict[str, Any], account: Account) -> tuple[tuple[str, str | tuple[str, ...]], ...]:
-    """`dynamodb:LeadingKeys`: the partition key values the call touches. IAM's ForAllValues is true
-    for a key that is absent, so it is always sent (an empty list when the call names none)."""
+    """`dynamodb:LeadingKeys`: the partition key values the call names (its Key, Item or key
+    condition), as DynamoDB sends them. Left out, a ForAllValues condition would allow anything (IAM:
+    it "also returns true if there are no context keys in the request")."""
     hash_key = account.table_keys.get(_table(params))
     values: list[str] = []
     if hash_key:

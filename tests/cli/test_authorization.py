@@ -120,6 +120,9 @@ def test_every_call_of_a_followed_release_is_authorized(
         assert call.exempt or call.requests, call  # every call but GetCallerIdentity needed a decision
         assert not call.refused, call
     assert cli_iam.unchecked == []
+    # The history's partition key, read from the key condition, is what a LeadingKeys condition sees.
+    queries = [call for call in cli_iam.calls if call.operation == "Query"]
+    assert queries and {call.requests[0].context for call in queries} == {(("dynamodb:LeadingKeys", (contract.RECORD_PARTITION,)),)}
 
 
 def test_an_operation_without_a_row_is_refused(stacks: None, config_dir: Path, cli_iam: CliIam) -> None:
