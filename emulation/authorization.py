@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import re
 import subprocess
 import threading
 from collections.abc import Callable
@@ -77,6 +78,7 @@ class Account:
     rules: list[Rule] = field(default_factory=list)
     task_definition_roles: dict[str, list[str]] = field(default_factory=dict)  # family -> role ARNs
     topic_keys: dict[str, str] = field(default_factory=dict)  # topic ARN -> the key that encrypts it
+    table_keys: dict[str, str] = field(default_factory=dict)  # table ARN -> its partition key's name
 
     @classmethod
     def from_templates(cls, templates: dict[str, dict[str, Any]], stacks: list[str] | None = None) -> Account:
@@ -110,6 +112,9 @@ class Account:
             key = encryption.get("KmsKeyId") if encryption.get("Type") == "CUSTOMER_MANAGED_KMS_KEY" else None
             arn = resolver.ref(logical_id)
             self.machines[arn] = Machine(arn=arn, role_arn=str(resolver.value(props["RoleArn"])), key_arn=key)
+        elif kind == "AWS::DynamoDB::Table":
+            hash_key = next(k["AttributeName"] for k in props["KeySchema"] if k["KeyType"] == "HASH")
+            self.table_keys[resolver.get_att(logical_id, "Arn")] = str(hash_key)
         elif kind == "AWS::SNS::Topic" and props.get("KmsMasterKeyId"):
             self.topic_keys[resolver.ref(logical_id)] = str(resolver.value(props["KmsMasterKeyId"]))
         elif kind == "AWS::ECS::TaskDefinition":
@@ -134,6 +139,12 @@ class Account:
             self.rules.append(
                 Rule(name=name, arn=f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{name}", pattern=resolved["EventPattern"], targets=targets)
             )
+
+    def add_operator(self, deploy_role_arn: str, lease_table_arn: str) -> str:
+        """The operator (OPERATOR): the deploy role's policies and `operator_policy`'s one statement."""
+        policies = self.identity_policies[deploy_role_arn]
+        self.identity_policies[OPERATOR] = [*policies, {"name": "operator", "policy": operator_policy(lease_table_arn)}]
+        return OPERATOR
 
     def machine(self, name: str) -> Machine:
         return self.machines[f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"]
@@ -250,6 +261,16 @@ class Authorizer:
             )
         self.require(principal, rule(params, fake, self.account))
 
+    def authorize_client_call(self, principal: str, service: str, operation: str, params: dict[str, Any]) -> list[Request]:
+        """A CLI call (emulation's CLI_RULES) as `principal`; the requests it needed, in order."""
+        requests = client_requests(service, operation, params, self.account) or []
+        for request in requests:
+            if not self.allowed(principal, request):
+                on_behalf = service == "stepfunctions" and request.action.startswith("kms:")
+                code = "KmsAccessDeniedException" if on_behalf else ACCESS_DENIED_CODES.get(service, "AccessDeniedException")
+                raise DeniedError(code, principal, request)
+        return requests
+
     def run_execution(self, machine_arn: str) -> None:
         """The machine's own role uses its key for the execution's data (CDK grants it, bound to the
         machine's ARN as encryption context)."""
@@ -291,7 +312,12 @@ def kms_on_behalf(machine: Machine, operation: str) -> list[Request]:
         ("kms:CallerAccount", ACCOUNT),
         ("kms:EncryptionContext:aws:states:stateMachineArn", machine.arn),
     )
-    actions = {"StartExecution": ("kms:GenerateDataKey", "kms:Decrypt"), "Run": ("kms:GenerateDataKey", "kms:Decrypt")}[operation]
+    actions = {
+        "StartExecution": ("kms:GenerateDataKey", "kms:Decrypt"),
+        "Run": ("kms:GenerateDataKey", "kms:Decrypt"),
+        "DescribeExecution": ("kms:Decrypt",),  # input and output, unless METADATA_ONLY
+        "StopExecution": ("kms:GenerateDataKey",),  # error and cause, when given
+    }[operation]
     return [Request(action, machine.key_arn, context) for action in actions]
 
 
@@ -402,3 +428,156 @@ RULES: dict[tuple[str, str], Callable[[dict[str, Any], Any, Account], list[Reque
     ("rds", "DescribeDBSnapshots"): _describe_snapshots,
     ("rds", "DeleteDBSnapshot"): lambda p, f, a: [Request("rds:DeleteDBSnapshot", _snapshot(p["DBSnapshotIdentifier"]))],
 }
+
+
+# ---- the CLI's calls (tests/cli): the deploy role, or the operator for a person's command -------------
+#: A person's credentials for `release unlock` (docs/ci.md: "`unlock` deletes the lease itself: a
+#: person's credentials, not CI's"). No template creates this principal: it holds the deploy role's
+#: policies plus `operator_policy`, the one right the CLI needs of a person beyond CI's.
+OPERATOR = f"arn:aws:iam::{ACCOUNT}:role/release-operator"
+
+#: Calls AWS authorizes for nobody: AWS STS API reference, GetCallerIdentity: "No permissions are
+#: required to perform this operation." (an explicit deny cannot refuse it either).
+NO_AUTHORIZATION = frozenset({("sts", "GetCallerIdentity")})
+
+#: The error code a refused call returns where it is not AccessDeniedException (query protocol).
+ACCESS_DENIED_CODES = {"cloudformation": "AccessDenied"}
+
+
+def operator_policy(lease_table_arn: str) -> dict[str, Any]:
+    """What `release unlock` needs beyond the deploy role: the lease item, by its key only."""
+    from release import contract  # noqa: PLC0415 - the CLI's names, only for the CLI's checks
+
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "FreeStaleLease",
+                "Effect": "Allow",
+                "Action": "dynamodb:DeleteItem",
+                "Resource": lease_table_arn,
+                "Condition": {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [contract.LEASE_ID]}},
+            }
+        ],
+    }
+
+
+def _scalar(value: Any) -> str:
+    """A DynamoDB attribute value ({"S": "hold"}) as the string IAM compares."""
+    return str(next(iter(value.values()))) if isinstance(value, dict) and value else str(value)
+
+
+def _leading_keys(params: dict[str, Any], account: Account) -> tuple[tuple[str, str | tuple[str, ...]], ...]:
+    """`dynamodb:LeadingKeys`: the partition key values the call names (its Key, Item or key
+    condition), as DynamoDB sends them. Left out, a ForAllValues condition would allow anything (IAM:
+    it "also returns true if there are no context keys in the request")."""
+    hash_key = account.table_keys.get(_table(params))
+    values: list[str] = []
+    if hash_key:
+        item = params.get("Key") or params.get("Item") or {}
+        if hash_key in item:
+            values.append(_scalar(item[hash_key]))
+        elif params.get("KeyConditionExpression"):
+            names = params.get("ExpressionAttributeNames") or {}
+            for clause in re.split(r"(?i)\s+AND\s+", str(params["KeyConditionExpression"])):
+                left, _, right = clause.partition("=")
+                if names.get(left.strip(), left.strip()) == hash_key and right.strip().startswith(":"):
+                    values.append(_scalar((params.get("ExpressionAttributeValues") or {})[right.strip()]))
+    return (("dynamodb:LeadingKeys", tuple(values)),)
+
+
+def _dynamodb_item(action: str) -> Callable[[dict[str, Any], Any, Account], list[Request]]:
+    return lambda params, fake, account: [Request(f"dynamodb:{action}", _table(params), _leading_keys(params, account))]
+
+
+def _stack(params: dict[str, Any]) -> str:
+    name = str(params.get("StackName") or "*")
+    # A stack's ARN ends in the id CloudFormation gave it; any id stands for it here.
+    return name if name.startswith("arn:") else _arn("cloudformation", f"stack/{name}/00000000-0000-0000-0000-000000000000")
+
+
+def _log_groups(action: str, names: list[str]) -> list[Request]:
+    """CloudWatch Logs names a log group `log-group:<name>` in the Service Authorization Reference and
+    `log-group:<name>:*` in its own policy examples: the CLI must hold both, so either answer passes."""
+    requests = []
+    for name in names:
+        arn = name.removesuffix(":*") if name.startswith("arn:") else _arn("logs", f"log-group:{name}")
+        requests += [Request(action, arn), Request(action, f"{arn}:*")]
+    return requests
+
+
+def _start_execution(params: dict[str, Any], fake: Any, account: Account) -> list[Request]:
+    """StartExecution, and the KMS calls Step Functions makes for a caller of a CMK-encrypted machine."""
+    machine_arn = str(params["stateMachineArn"])
+    requests = [Request("states:StartExecution", machine_arn)]
+    machine = account.machines.get(machine_arn)
+    if machine and machine.key_arn:
+        requests += kms_on_behalf(machine, "StartExecution")
+    return requests
+
+
+def _machine_of(execution_arn: str, account: Account) -> Machine | None:
+    """arn:aws:states:<region>:<account>:execution:<machine>:<name> -> the machine, if synthesized."""
+    parts = execution_arn.split(":")
+    return account.machines.get(":".join([*parts[:5], "stateMachine", parts[6]])) if len(parts) == 8 else None
+
+
+def _describe_execution(params: dict[str, Any], fake: Any, account: Account) -> list[Request]:
+    """Step Functions API reference, DescribeExecution `includedData`: "If your state machine
+    definition is encrypted with a KMS key, callers must have kms:Decrypt permission"; METADATA_ONLY
+    returns no input or output, so needs no key."""
+    execution = str(params["executionArn"])
+    requests = [Request("states:DescribeExecution", execution)]
+    machine = _machine_of(execution, account)
+    if machine and machine.key_arn and params.get("includedData", "ALL_DATA") != "METADATA_ONLY":
+        requests += kms_on_behalf(machine, "DescribeExecution")
+    return requests
+
+
+def _stop_execution(params: dict[str, Any], fake: Any, account: Account) -> list[Request]:
+    """StopExecution API reference: "A caller can stop an execution without using any KMS permissions
+    in the execution role if the caller provides a null value for both error and cause fields"."""
+    execution = str(params["executionArn"])
+    requests = [Request("states:StopExecution", execution)]
+    machine = _machine_of(execution, account)
+    if machine and machine.key_arn and (params.get("error") is not None or params.get("cause") is not None):
+        requests += kms_on_behalf(machine, "StopExecution")
+    return requests
+
+
+CLI_RULES: dict[tuple[str, str], Callable[[dict[str, Any], Any, Account], list[Request]]] = {
+    ("cloudformation", "DescribeStacks"): lambda p, f, a: [Request("cloudformation:DescribeStacks", _stack(p))],
+    ("stepfunctions", "StartExecution"): _start_execution,
+    ("stepfunctions", "ListExecutions"): lambda p, f, a: [Request("states:ListExecutions", str(p["stateMachineArn"]))],
+    ("stepfunctions", "DescribeExecution"): _describe_execution,
+    ("stepfunctions", "StopExecution"): _stop_execution,
+    ("dynamodb", "GetItem"): _dynamodb_item("GetItem"),
+    ("dynamodb", "Query"): _dynamodb_item("Query"),
+    ("dynamodb", "PutItem"): _dynamodb_item("PutItem"),
+    ("dynamodb", "DeleteItem"): _dynamodb_item("DeleteItem"),
+    ("logs", "FilterLogEvents"): lambda p, f, a: _log_groups(
+        "logs:FilterLogEvents", [str(p.get("logGroupIdentifier") or p.get("logGroupName"))]
+    ),
+    ("logs", "StartLiveTail"): lambda p, f, a: _log_groups("logs:StartLiveTail", [str(g) for g in p["logGroupIdentifiers"]]),
+    ("ecr", "DescribeImages"): RULES[("ecr", "DescribeImages")],
+    ("ecs", "DescribeServices"): RULES[("ecs", "DescribeServices")],
+    ("ecs", "DescribeTasks"): RULES[("ecs", "DescribeTasks")],
+    ("ecs", "ListTasks"): RULES[("ecs", "ListTasks")],
+    ("ssm", "GetParameter"): RULES[("ssm", "GetParameter")],
+}
+"""The CLI's operations: the requests AWS authorizes for each (`Authorizer.authorize_client_call`)."""
+
+
+def client_requests(service: str, operation: str, params: dict[str, Any], account: Account) -> list[Request] | None:
+    """The requests of one CLI call; None for a call AWS authorizes for nobody (NO_AUTHORIZATION).
+
+    An operation without a row fails `EmulatorHasNoAuthorizationRule`, as for the machines."""
+    if (service, operation) in NO_AUTHORIZATION:
+        return None
+    rule = CLI_RULES.get((service, operation))
+    if rule is None:
+        raise FakeError(
+            "EmulatorHasNoAuthorizationRule",
+            f"emulation/authorization.py has no CLI row for {service}:{operation}: add its action, resource ARN and context",
+        )
+    return rule(params, None, account)

@@ -1,18 +1,23 @@
-"""Fixtures of the CLI tests: fake credentials, a config folder, moto, the environment's stacks."""
+"""Fixtures of the CLI tests: fake credentials, a config folder, moto, the environment's stacks, and
+IAM: every AWS call the CLI makes is authorized as the deploy role (tests/cli/iam.py)."""
 
 from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 import yaml
 from moto import mock_aws
 
+from emulation.authorization import Evaluator
+from release.aws import Aws
 from release.cli import main
 from tests.cli.fakes import ACCOUNT, ENV, REGION, ScriptedReleases, create_stacks
+from tests.cli.iam import CliIam
 
 REPO = Path(__file__).resolve().parents[2]
 # One boto3 session for every CLI call: loading the service models once keeps the tests fast.
@@ -48,6 +53,33 @@ def _aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # the CLI must use the config's region
     monkeypatch.setenv("COLUMNS", "200")
+
+
+@pytest.fixture(scope="session")
+def _cli_iam_session(templates: dict[str, dict[str, Any]]) -> Iterator[CliIam]:
+    evaluator = Evaluator()
+    yield CliIam(templates, evaluator)
+    evaluator.close()
+
+
+@pytest.fixture(autouse=True)
+def cli_iam(_cli_iam_session: CliIam, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliIam]:
+    """Every client the CLI makes is authorized (as the deploy role unless `run` says otherwise);
+    a test fails if one of its calls was answered without an authorization decision."""
+    iam = _cli_iam_session
+    iam.reset()
+    original = Aws.client
+
+    def client(self: Aws, service: str) -> Any:
+        fresh = service not in self._clients
+        made = original(self, service)
+        if fresh:
+            iam.attach(made)
+        return made
+
+    monkeypatch.setattr(Aws, "client", client)
+    yield iam
+    assert not iam.unchecked, f"calls the CLI made without an authorization decision: {iam.unchecked}"
 
 
 @pytest.fixture
@@ -88,7 +120,7 @@ def answers() -> list[bool]:
 
 
 @pytest.fixture
-def run(config_dir: Path, releases: ScriptedReleases, answers: list[bool]) -> Run:
+def run(config_dir: Path, releases: ScriptedReleases, answers: list[bool], cli_iam: CliIam) -> Run:
     """`run("start", "--image-tag", "abc")`: the CLI against the fakes, env qa, no waiting."""
 
     def confirm(question: str) -> bool | None:
@@ -97,6 +129,7 @@ def run(config_dir: Path, releases: ScriptedReleases, answers: list[bool]) -> Ru
 
     def invoke(command: str, *args: str) -> int:
         argv = [command, "--env", ENV, "--config-dir", str(config_dir), *args]
+        cli_iam.run_as(command)
         return main(argv, sleep=releases.sleep, session_factory=lambda region: _SESSION, confirm=confirm)
 
     return invoke

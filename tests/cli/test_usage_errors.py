@@ -14,7 +14,7 @@ from release.cli import main
 from release.commands import COMMANDS
 from release.errors import ExitCode
 from tests.cli.conftest import REPO
-from tests.cli.fakes import ENV, REGION, create_stacks, stack_name
+from tests.cli.fakes import ACCOUNT, ENV, REGION, STATE_MACHINE, create_stacks, stack_name
 
 
 def _one_line(err: str) -> str:
@@ -109,12 +109,15 @@ def test_credentials_for_another_account(aws: None, config_dir: Path, capsys: py
 
 
 def test_aws_error_is_one_line(aws: None, config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    create_stacks()
+    create_stacks(("data", "images", "ci"))
     cfn = boto3.client("cloudformation", region_name=REGION)
-    cfn.update_stack(  # a release stack whose state machine ARN points nowhere
+    # A release stack whose state machine is gone: the ARN the deploy role may use (another ARN is
+    # refused with AccessDeniedException before AWS looks for the machine), no machine behind it.
+    machine = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{STATE_MACHINE}"
+    cfn.create_stack(
         StackName=stack_name("release"),
         TemplateBody='{"Resources": {"L": {"Type": "AWS::Logs::LogGroup"}}, "Outputs": {"StateMachineArn": '
-        '{"Value": "arn:aws:states:ap-southeast-5:123456789012:stateMachine:gone"}, "ReleaseHistoryTableName": {"Value": "t"}}}',
+        f'{{"Value": "{machine}"}}, "ReleaseHistoryTableName": {{"Value": "t"}}}}}}',
     )
     assert main(["start", "--env", ENV, "--config-dir", str(config_dir), "--image-tag", "abc"]) == ExitCode.AWS
     assert "starting the release: StateMachineDoesNotExist" in _one_line(capsys.readouterr().err)
