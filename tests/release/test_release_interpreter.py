@@ -185,3 +185,15 @@ def test_a_reserved_error_leaving_a_map_iteration_keeps_its_name(sfn: Interprete
     )
     result = sfn.run(sfn.machine(definition, "t"), {})
     assert (result.status, result.output["Error"]) == ("SUCCEEDED", "States.QueryEvaluationError"), (result.error, result.cause)
+
+
+def test_the_history_read_from_the_backend_is_the_one_the_api_returns(sfn: Interpreter, machine: str) -> None:
+    # Interpreter.wait reads the history from moto's backend (the API round trip of a long history
+    # costs more than the execution): every event, field and type must be what the API gives.
+    build_world(sfn.reset())
+    released = sfn.run(machine, {"imageTag": "abc1234", "startedBy": "test", "note": "history"})
+    refused = sfn.run(machine, {"imageTag": "not a tag"})
+    for execution in (released, refused):
+        assert len(execution.history) > 3
+        assert execution.history == sfn.api_history(execution.arn), execution.status
+    assert released.status == "SUCCEEDED" and refused.status == "FAILED"
