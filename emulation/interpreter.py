@@ -63,6 +63,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from moto.stepfunctions.parser import models as parser_models
 from moto.stepfunctions.parser.api import EvaluationFailedEventDetails, HistoryEventType
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
@@ -451,15 +452,30 @@ _PROGRAMS: dict[str, Any] = {}
 _PROGRAMS_LOCK = threading.Lock()
 
 
+def _parsed(definition: str) -> Any:
+    """The definition's parsed program, parsed once per process (a definition that does not parse
+    raises as before and is not kept)."""
+    with _PROGRAMS_LOCK:
+        if definition not in _PROGRAMS:
+            _PROGRAMS[definition] = AmazonStateLanguageParser.parse(definition)[0]
+        return _PROGRAMS[definition]
+
+
+class _CachedParser:
+    """Stands in for the parser where CreateStateMachine validates a definition: moto parses it
+    there and again at the first execution; one parse serves both."""
+
+    @staticmethod
+    def parse(definition: str) -> tuple[Any, None]:
+        return _parsed(definition), None
+
+
 def _evaluation_entrypoint(self: execution_worker.ExecutionWorker) -> Any:
     """moto parses the definition (ANTLR, in Python: about a second for the release's) at every
     execution start; a deep copy of the parsed program is the same program, 25 times faster.
     A copy per execution: states keep per-evaluation fields (a Choice's next state)."""
     definition = self._evaluation_details.state_machine_details.definition
-    with _PROGRAMS_LOCK:
-        if definition not in _PROGRAMS:
-            _PROGRAMS[definition] = AmazonStateLanguageParser.parse(definition)[0]
-        return copy.deepcopy(_PROGRAMS[definition])
+    return copy.deepcopy(_parsed(definition))
 
 
 # ---- virtual time for Wait states -------------------------------------------------------------------
@@ -621,6 +637,7 @@ def install(client_factory: Callable[[str, str], Any]) -> None:
         (map_job, "threading", _VirtualThreading),
         (WaitFunction, "_wait_interval", _wait_interval),
         (execution_worker.ExecutionWorker, "_get_evaluation_entrypoint", _evaluation_entrypoint),
+        (parser_models, "AmazonStateLanguageParser", _CachedParser),
     ]
     for target, attribute, value in patches:
         assert hasattr(target, attribute), f"moto changed: {target.__name__}.{attribute} is gone"

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+from botocore.exceptions import ClientError
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramError, ProgramRunning, ProgramStopped
 
 from emulation import interpreter
 from emulation.driver import Interpreter
+from emulation.fakes import ACCOUNT
 from emulation.world import MIGRATE_FAMILY, build_world
 
 
@@ -197,3 +201,11 @@ def test_the_history_read_from_the_backend_is_the_one_the_api_returns(sfn: Inter
         assert len(execution.history) > 3
         assert execution.history == sfn.api_history(execution.arn), execution.status
     assert released.status == "SUCCEEDED" and refused.status == "FAILED"
+
+
+def test_a_definition_that_does_not_parse_is_refused_at_create_every_time(sfn: Interpreter) -> None:
+    # CreateStateMachine's validation shares the interpreter's parse cache: a failed parse is not kept.
+    broken = machine({"P": {"Type": "Pass", "Next": "Nowhere", "Unknown": 1}}, "P")
+    for attempt in range(2):
+        with pytest.raises(ClientError, match="ASLParserException"):
+            sfn.sfn.create_state_machine(name=f"broken-{attempt}", definition=json.dumps(broken), roleArn=f"arn:aws:iam::{ACCOUNT}:role/t")
