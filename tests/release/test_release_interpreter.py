@@ -209,3 +209,16 @@ def test_a_definition_that_does_not_parse_is_refused_at_create_every_time(sfn: I
     for attempt in range(2):
         with pytest.raises(ClientError, match="ASLParserException"):
             sfn.sfn.create_state_machine(name=f"broken-{attempt}", definition=json.dumps(broken), roleArn=f"arn:aws:iam::{ACCOUNT}:role/t")
+
+
+def test_a_parsed_program_is_kept_on_disk_and_a_damaged_entry_is_parsed_again(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(interpreter, "ASL_CACHE", tmp_path)
+    body = json.dumps(machine({"P": {"Type": "Pass", "End": True}}, "P"))
+    parsed = interpreter._load_or_parse(body)
+    (entry,) = tmp_path.glob("*.pickle")
+    loaded = interpreter._load_or_parse(body)
+    assert type(loaded) is type(parsed) and loaded is not parsed
+    assert loaded.start_at.start_at_name == parsed.start_at.start_at_name == "P"
+    entry.write_bytes(b"half a pickle")  # a process that died mid-write, or any unreadable entry
+    assert interpreter._load_or_parse(body).start_at.start_at_name == "P"
+    assert entry.read_bytes() != b"half a pickle"  # written again
