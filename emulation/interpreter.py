@@ -55,14 +55,21 @@ transitions is what AWS would count.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import importlib
 import json
+import os
+import pickle
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
+from moto.stepfunctions.parser import models as parser_models
 from moto.stepfunctions.parser.api import EvaluationFailedEventDetails, HistoryEventType
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
@@ -451,15 +458,56 @@ _PROGRAMS: dict[str, Any] = {}
 _PROGRAMS_LOCK = threading.Lock()
 
 
+# Parsed programs are also kept on disk, shared by the pytest workers and later sessions: the parse
+# costs about a second per definition in every process, loading a pickled program milliseconds.
+# Keyed by moto's version and the definition's text; ASL_CACHE=off turns it off.
+ASL_CACHE = Path(os.environ.get("ASL_CACHE") or Path(__file__).resolve().parent.parent / ".synth-cache" / "asl")
+_ASL_CACHE_KEPT = 400
+
+
+def _parsed(definition: str) -> Any:
+    """The definition's parsed program, parsed once per process (a definition that does not parse
+    raises as before and is not kept)."""
+    with _PROGRAMS_LOCK:
+        if definition not in _PROGRAMS:
+            _PROGRAMS[definition] = _load_or_parse(definition)
+        return _PROGRAMS[definition]
+
+
+def _load_or_parse(definition: str) -> Any:
+    if str(ASL_CACHE) == "off":
+        return AmazonStateLanguageParser.parse(definition)[0]
+    key = hashlib.sha256(f"{metadata.version('moto')}\0{definition}".encode()).hexdigest()[:32]
+    path = ASL_CACHE / f"{key}.pickle"
+    with contextlib.suppress(Exception):  # missing, half-written by a process that died, or unreadable
+        return pickle.loads(path.read_bytes())  # noqa: S301 - written by this function only
+    program = AmazonStateLanguageParser.parse(definition)[0]
+    with contextlib.suppress(OSError):
+        ASL_CACHE.mkdir(parents=True, exist_ok=True)
+        entries = sorted(ASL_CACHE.glob("*.pickle"), key=lambda entry: entry.stat().st_mtime)
+        for stale in entries[: max(0, len(entries) - _ASL_CACHE_KEPT)]:
+            stale.unlink(missing_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_bytes(pickle.dumps(program, protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(temporary, path)  # atomic: a reader sees a whole program or none
+    return program
+
+
+class _CachedParser:
+    """Stands in for the parser where CreateStateMachine validates a definition: moto parses it
+    there and again at the first execution; one parse serves both."""
+
+    @staticmethod
+    def parse(definition: str) -> tuple[Any, None]:
+        return _parsed(definition), None
+
+
 def _evaluation_entrypoint(self: execution_worker.ExecutionWorker) -> Any:
     """moto parses the definition (ANTLR, in Python: about a second for the release's) at every
     execution start; a deep copy of the parsed program is the same program, 25 times faster.
     A copy per execution: states keep per-evaluation fields (a Choice's next state)."""
     definition = self._evaluation_details.state_machine_details.definition
-    with _PROGRAMS_LOCK:
-        if definition not in _PROGRAMS:
-            _PROGRAMS[definition] = AmazonStateLanguageParser.parse(definition)[0]
-        return copy.deepcopy(_PROGRAMS[definition])
+    return copy.deepcopy(_parsed(definition))
 
 
 # ---- virtual time for Wait states -------------------------------------------------------------------
@@ -621,6 +669,7 @@ def install(client_factory: Callable[[str, str], Any]) -> None:
         (map_job, "threading", _VirtualThreading),
         (WaitFunction, "_wait_interval", _wait_interval),
         (execution_worker.ExecutionWorker, "_get_evaluation_entrypoint", _evaluation_entrypoint),
+        (parser_models, "AmazonStateLanguageParser", _CachedParser),
     ]
     for target, attribute, value in patches:
         assert hasattr(target, attribute), f"moto changed: {target.__name__}.{attribute} is gone"

@@ -13,18 +13,27 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aws_cdk import App, Stack, aws_sqs
-from cfnlint.config import ConfigMixIn
-from cfnlint.decode.decode import decode
-from cfnlint.runner import Runner
 
 from stacks import add_cdk_nag
 from tests.support import ROOT, UNITS, Synthesized, session_configs
 
+if TYPE_CHECKING:
+    from cfnlint.runner import Runner
+
 FINDING_TYPES = ("aws:cdk:error", "aws:cdk:warning")
+
+
+def decode(path: str) -> tuple[Any, Any]:
+    """cfn-lint's decoder. cfn-lint is imported where a test lints, not when the module is collected
+    (half a second in every pytest worker, most of which lint nothing)."""
+    from cfnlint.decode.decode import decode as cfn_lint_decode  # noqa: PLC0415
+
+    template, errors = cfn_lint_decode(path)
+    return template, errors
 
 
 def assembly_messages(assembly: Path) -> list[str]:
@@ -104,6 +113,9 @@ STACK_REGIONS = {config.stack_name(unit): config.region for config in session_co
 @pytest.fixture(scope="module")
 def cfn_lint_runners() -> dict[str, Runner]:
     """One cfn-lint runner per region: loading its rules is most of a run, so it happens once."""
+    from cfnlint.config import ConfigMixIn  # noqa: PLC0415 - see decode()
+    from cfnlint.runner import Runner  # noqa: PLC0415
+
     return {region: Runner(ConfigMixIn(regions=[region])) for region in sorted(set(STACK_REGIONS.values()))}
 
 

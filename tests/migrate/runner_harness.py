@@ -7,10 +7,15 @@ namespace packages: no __init__.py).
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
+import json
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -142,3 +147,52 @@ def serve_app_database() -> Iterator[pgserver.PgServer]:
         yield server
     finally:
         server.stop()
+
+
+class ForkedRunner:
+    """`run(env)` as `subprocess.run([python, runner.py], env=env, cwd=REPO, stdin=DEVNULL)` answers
+    it, from a fork server that imported the runner once (runner_forks.py). For the tests of what the
+    runner refuses before it connects: dozens of them, each otherwise a new interpreter."""
+
+    _instance: ForkedRunner | None = None
+
+    def __init__(self, workdir: Path) -> None:
+        self._workdir = workdir
+        self._count = 0
+        self._lock = threading.Lock()
+        self._server = subprocess.Popen(
+            [sys.executable, str(HERE / "runner_forks.py")],
+            cwd=str(REPO),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    @classmethod
+    def shared(cls) -> ForkedRunner:
+        """One server per test process, stopped when the process ends."""
+        if cls._instance is None:
+            cls._instance = cls(Path(tempfile.mkdtemp(prefix="runner-forks-")))
+            atexit.register(cls._instance.close)
+        return cls._instance
+
+    def run(self, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+        with self._lock:
+            self._count += 1
+            out, err = (self._workdir / f"{self._count}.{name}" for name in ("stdout", "stderr"))
+            out.touch()
+            err.touch()
+            assert self._server.stdin is not None and self._server.stdout is not None
+            self._server.stdin.write(json.dumps({"env": env, "out": str(out), "err": str(err)}) + "\n")
+            self._server.stdin.flush()
+            answer = self._server.stdout.readline()
+            if not answer:
+                raise AssertionError(f"the runner fork server ended (exit {self._server.wait()})")
+            code = json.loads(answer)["code"]
+            return subprocess.CompletedProcess([sys.executable, str(RUNNER)], code, out.read_bytes(), err.read_bytes())
+
+    def close(self) -> None:
+        if self._server.stdin is not None:
+            self._server.stdin.close()
+        self._server.wait(timeout=10)
+        shutil.rmtree(self._workdir, ignore_errors=True)

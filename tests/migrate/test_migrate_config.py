@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import pytest
 
 from release import contract
-from tests.migrate.runner_harness import PASSWORD, REPO, RUNNER
+from tests.migrate.runner_harness import PASSWORD, REPO, RUNNER, ForkedRunner
 
 EXIT_CONFIG = 80
 
@@ -38,6 +38,13 @@ def run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         timeout=20,
         check=False,
     )
+
+
+def forked(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`run(env)` from the fork server (runner_harness.ForkedRunner): the same entry point, exit
+    code and streams, without an interpreter start per case."""
+    proc = ForkedRunner.shared().run({"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env})
+    return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 
 
 def without(name: str) -> dict[str, str]:
@@ -99,7 +106,7 @@ def without(name: str) -> dict[str, str]:
     ],
 )
 def test_bad_configuration_exits_80_with_one_line(env: dict[str, str], variable: str) -> None:
-    proc = run(env)
+    proc = forked(env)
     assert proc.returncode == EXIT_CONFIG, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -217,7 +224,7 @@ def test_database_url_sslmode_contradicting_db_sslmode_is_a_config_error(url_mod
         "DB_SSLMODE": env_mode,
         "MIGRATE_COMMAND": "true",
     }
-    proc = run(env | {"MIGRATE_URL_TLS": "libpq"})
+    proc = forked(env | {"MIGRATE_URL_TLS": "libpq"})
     assert proc.returncode == EXIT_CONFIG
     (line,) = proc.stderr.strip().splitlines()
     assert f"DATABASE_URL asks for sslmode {url_mode}" in line and f"DB_SSLMODE is {env_mode}" in line
@@ -288,3 +295,19 @@ def test_runner_exit_codes_are_the_ones_the_release_names(runner_module: ModuleT
     assert runner_module.EXIT_DEADLINE == contract.RUNNER_EXIT_DEADLINE
     assert runner_module.EXIT_LOCK_LOST == 83
     assert all(code in range(80, 90) for code in runner_codes)
+
+
+def test_the_fork_server_answers_as_a_new_runner_process_does() -> None:
+    # The refusal matrices above run in forks of one server (runner_harness.ForkedRunner): the same
+    # code, streams and exit code as `python runner.py`, each line but its timestamp.
+    def stripped(text: str) -> list[str]:
+        return [line.split(" ", 1)[1] for line in text.splitlines()]
+
+    for env in (GOOD | {"DB_PORT": "70000"}, GOOD | {"MIGRATE_COMMAND": "no-such-migrate-tool deploy"}, without("DB_HOST")):
+        new, forked_ = run(env), forked(env)
+        assert (forked_.returncode, stripped(forked_.stdout), stripped(forked_.stderr)) == (
+            new.returncode,
+            stripped(new.stdout),
+            stripped(new.stderr),
+        )
+        assert new.returncode in (80, 87) and new.stderr

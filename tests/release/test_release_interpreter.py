@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+from botocore.exceptions import ClientError
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramError, ProgramRunning, ProgramStopped
 
 from emulation import interpreter
 from emulation.driver import Interpreter
+from emulation.fakes import ACCOUNT
 from emulation.world import MIGRATE_FAMILY, build_world
 
 
@@ -185,3 +189,36 @@ def test_a_reserved_error_leaving_a_map_iteration_keeps_its_name(sfn: Interprete
     )
     result = sfn.run(sfn.machine(definition, "t"), {})
     assert (result.status, result.output["Error"]) == ("SUCCEEDED", "States.QueryEvaluationError"), (result.error, result.cause)
+
+
+def test_the_history_read_from_the_backend_is_the_one_the_api_returns(sfn: Interpreter, machine: str) -> None:
+    # Interpreter.wait reads the history from moto's backend (the API round trip of a long history
+    # costs more than the execution): every event, field and type must be what the API gives.
+    build_world(sfn.reset())
+    released = sfn.run(machine, {"imageTag": "abc1234", "startedBy": "test", "note": "history"})
+    refused = sfn.run(machine, {"imageTag": "not a tag"})
+    for execution in (released, refused):
+        assert len(execution.history) > 3
+        assert execution.history == sfn.api_history(execution.arn), execution.status
+    assert released.status == "SUCCEEDED" and refused.status == "FAILED"
+
+
+def test_a_definition_that_does_not_parse_is_refused_at_create_every_time(sfn: Interpreter) -> None:
+    # CreateStateMachine's validation shares the interpreter's parse cache: a failed parse is not kept.
+    broken = machine({"P": {"Type": "Pass", "Next": "Nowhere", "Unknown": 1}}, "P")
+    for attempt in range(2):
+        with pytest.raises(ClientError, match="ASLParserException"):
+            sfn.sfn.create_state_machine(name=f"broken-{attempt}", definition=json.dumps(broken), roleArn=f"arn:aws:iam::{ACCOUNT}:role/t")
+
+
+def test_a_parsed_program_is_kept_on_disk_and_a_damaged_entry_is_parsed_again(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(interpreter, "ASL_CACHE", tmp_path)
+    body = json.dumps(machine({"P": {"Type": "Pass", "End": True}}, "P"))
+    parsed = interpreter._load_or_parse(body)
+    (entry,) = tmp_path.glob("*.pickle")
+    loaded = interpreter._load_or_parse(body)
+    assert type(loaded) is type(parsed) and loaded is not parsed
+    assert loaded.start_at.start_at_name == parsed.start_at.start_at_name == "P"
+    entry.write_bytes(b"half a pickle")  # a process that died mid-write, or any unreadable entry
+    assert interpreter._load_or_parse(body).start_at.start_at_name == "P"
+    assert entry.read_bytes() != b"half a pickle"  # written again
