@@ -13,7 +13,9 @@ from dataclasses import dataclass
 # Step Functions: "Maximum execution history size: 25,000 events" (a Standard execution that would
 # pass it fails). docs/release.md, "What the definition relies on".
 HISTORY_EVENT_LIMIT = 25_000
-# ecs:DescribeServices: "You may specify up to 10 services to describe in a single operation."
+# The release is sized for at most 10 apps: its history and payload bounds below, and its rollouts'
+# MaxConcurrency (release.max_parallel_rollouts, at most 10). (ecs:DescribeServices also takes "up
+# to 10 services ... in a single operation"; the release describes one per call.)
 MAX_SERVICES = 10
 # Step Functions: "The maximum size of the input or output of a task ... is 256 KiB" (a larger task
 # result is States.DataLimitExceeded, which no Catch can handle). docs/release.md.
@@ -155,7 +157,7 @@ def release_limit_problem(bounds: ReleaseBounds) -> str | None:
     """One line naming the limit a release with these settings could pass, or None."""
     if bounds.services > MAX_SERVICES:
         return (
-            f"{bounds.services} apps: a release checks every service in one ecs:DescribeServices call, which takes at most {MAX_SERVICES}"
+            f"{bounds.services} apps: a release is sized for at most {MAX_SERVICES} (its history and payload bounds, its parallel rollouts)"
         )
     if map_output_bytes(bounds.services) > TASK_RESULT_QUOTA_BYTES or describe_services_worst_case_bytes() > TASK_RESULT_QUOTA_BYTES // 2:
         return f"{bounds.services} apps: the deploy Map's output could pass Step Functions' {TASK_RESULT_QUOTA_BYTES} bytes"

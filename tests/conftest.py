@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from stacks import EnvironmentStacks
+# tests.support puts the pinned Node 22 on PATH before anything imports aws_cdk (jsii starts Node
+# on that import; the machine's Node is end of life), so stacks is imported for its types only.
 from tests.support import Synthesized
+
+if TYPE_CHECKING:
+    from stacks import EnvironmentStacks
 
 
 @pytest.fixture(scope="session")
