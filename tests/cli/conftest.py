@@ -4,19 +4,25 @@ IAM: every AWS call the CLI makes is authorized as the deploy role (tests/cli/ia
 from __future__ import annotations
 
 import gc
+import importlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import boto3
 import pytest
 import yaml
 from moto import mock_aws
+from moto.core.config import default_user_config
+from moto.core.models import MockAWS
+from moto.stepfunctions.models import stepfunctions_backends
+from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
 from emulation.authorization import Evaluator
 from release.aws import Aws
 from release.cli import main
-from tests.cli.fakes import ACCOUNT, ENV, REGION, ScriptedReleases, create_stacks
+from tests.cli.fakes import ACCOUNT, ENV, PREFIX, REGION, ScriptedReleases, create_stacks
 from tests.cli.iam import CliIam
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,10 +100,40 @@ def config_dir(tmp_path: Path) -> Path:
     return folder
 
 
+# What the CLI's tests create in moto, besides state machines.
+_CLI_SERVICES = ("cloudformation", "dynamodb", "ecr", "ecs", "logs", "ssm")
+
+
+def _forget_cli_state() -> None:
+    """moto resets its backends only when the outermost mock starts: in a worker that has run a
+    release test, the release emulation's session-long mock is active, so a CLI test's own
+    mock_aws would see the stacks and tables of the CLI test before it. Reset what the CLI uses,
+    and remove the CLI environment's machines from both Step Functions backends, leaving the
+    release emulation's own machines alone."""
+    for service in _CLI_SERVICES:
+        # Each service's own backends, per account (BackendDict.reset is moto's reset of every
+        # service). By name: moto.backends, its registry, imports every service (test_gates.py).
+        backends: Any = getattr(importlib.import_module(f"moto.{service}.models"), f"{service}_backends")
+        for account in backends.values():
+            account.reset()
+    for backends in (stepfunctions_backends, stepfunctions_parser_backends):
+        machines = backends[ACCOUNT][REGION].state_machines
+        machines[:] = [m for m in machines if not m.name.startswith(f"{PREFIX}-{ENV}-")]
+
+
 @pytest.fixture
 def aws() -> Iterator[None]:
-    with mock_aws():
+    # Not moto's state machine interpreter, which the release emulation's mock turns on while it
+    # is active: the CLI's machine is a stand-in that ScriptedReleases drives. (A nested mock_aws's
+    # own config would outlive it: moto restores config only when the outermost mock stops.)
+    no_interpreter = {"stepfunctions": {**default_user_config.get("stepfunctions", {}), "execute_state_machine": False}}
+    with mock_aws(), patch.dict(default_user_config, no_interpreter):
+        nested = MockAWS._nested_count > 1
+        if nested:
+            _forget_cli_state()
         yield
+        if nested:
+            _forget_cli_state()
 
 
 @pytest.fixture
