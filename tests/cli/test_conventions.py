@@ -115,25 +115,16 @@ def test_the_release_entry_point_runs_from_any_folder_with_completion(tmp_path: 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    result = subprocess.run(
-        [str(venv / "bin" / "release"), "env", "--env", "example", "--format", "json"],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+
+    def release(*args: str) -> subprocess.CompletedProcess[str]:
+        """The entry point as a shell runs it, from another folder, without the repo on sys.path."""
+        return subprocess.run(
+            [str(venv / "bin" / "release"), *args], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+
+    result = release("env", "--env", "example", "--format", "json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["region"] == "ap-southeast-5"
-    completion = subprocess.run(
-        [str(venv / "bin" / "release"), "--print-completion", "bash"],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    completion = release("--print-completion", "bash")
     assert completion.returncode == 0, completion.stderr
     assert "_shtab_release" in completion.stdout and "migrate-status" in completion.stdout
