@@ -135,11 +135,13 @@ def added_migrations(repo_root: Path, base: str, migrations_path: str) -> list[s
 
 
 def squawk_binary() -> str:
-    beside = Path(sys.executable).with_name("squawk")  # installed in the same venv (requirements-dev.txt)
+    beside = Path(sys.executable).with_name("squawk")  # installed beside Python (requirements-dev.lock, requirements-cli.lock)
     found = str(beside) if beside.exists() else shutil.which("squawk")
     if not found:
         raise ReleaseError(
-            "squawk is not installed: run make setup (installs requirements-dev.lock, hash-pinned, squawk-cli included)", ExitCode.USAGE
+            "squawk is not installed: run make setup (installs requirements-dev.lock, hash-pinned, squawk-cli included)"
+            " or install requirements-cli.lock",
+            ExitCode.USAGE,
         )
     return found
 
