@@ -46,7 +46,9 @@ lock: $(UV) ## rewrite the hash-pinned locks after editing requirements*.txt
 	echo "$(UV_PIN)" | $(UV_COMPILE) - -o requirements-uv.lock
 	$(UV_COMPILE) requirements.txt -o requirements.lock
 	$(UV_COMPILE) requirements-dev.txt -c requirements.lock -o requirements-dev.lock
-	grep -E '^(boto3|rich|pydantic|PyYAML|shtab)==' requirements.txt | $(UV_COMPILE) - -c requirements.lock -o requirements-cli.lock
+# CI's release CLI: the runtime's CLI packages, and squawk (deploy.yml lints the released migrations).
+	{ grep -E '^(boto3|rich|pydantic|PyYAML|shtab)==' requirements.txt; grep -E '^squawk-cli==' requirements-dev.txt; } \
+	  | $(UV_COMPILE) - -c requirements.lock -o requirements-cli.lock
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error  # no package runs code at install (docs/ci.md)

@@ -6,20 +6,25 @@ Prisma runs them: in a transaction (`--assume-in-transaction`), so an index on a
 migration creates is not flagged. The rules Prisma's own SQL breaks on every model (PRISMA_LEFT_OUT,
 each with its reason) are left out, as are the environment's `review.squawk_excluded_rules`; what
 is left locks or breaks a running app, and each finding comes with its Prisma-side fix
-(PRISMA_FIXES). Exit 0: no findings (or no migration added); 1: findings; 2: usage (bad base, no
-git, no squawk).
+(PRISMA_FIXES). Apart from the review, the statements that lose or rewrite data (DESTRUCTIVE_RULES)
+are listed whatever the review leaves out, and advise a snapshot: CI's deploy turns on `start
+--snapshot` from this. Exit 0: no findings (or no migration added); 1: findings; 2: usage (bad
+base, no git, no squawk).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from release.commands.common import Context
 from release.errors import ExitCode, ReleaseError
@@ -56,6 +61,24 @@ PRISMA_FIXES: dict[str, str] = {
     "adding-field-with-default": "a volatile default (now(), uuid) rewrites the table: add the column without it, then SET DEFAULT",
 }
 
+# Statements whose data a point-in-time restore alone may bring back too slowly (a whole instance)
+# or too coarsely (everything written since): a snapshot is taken before a release that runs them.
+# squawk 2.70.0's rule names. They count even when the config excludes them from the review or a
+# `-- squawk-ignore` comment waives them: a reviewed drop still drops the data. Plain TRUNCATE, DELETE and UPDATE have no squawk rule.
+DESTRUCTIVE_RULES: dict[str, str] = {
+    "ban-drop-column": "the column's values are gone",
+    "ban-drop-table": "the table's rows are gone",
+    "ban-drop-schema": "every object in the schema is gone (with CASCADE)",
+    "ban-drop-database": "the database is gone",
+    "ban-truncate-cascade": "the rows of the table and of every table that references it are gone",
+    "changing-column-type": "every value is rewritten by a cast (precision or length can be lost)",
+    "renaming-column": "the old name is gone: the running code's writes fail, a way back is a reverse migration",
+    "renaming-table": "the old name is gone: the running code's writes fail, a way back is a reverse migration",
+}
+# Neutralizes squawk's ignore comments (`squawk-ignore`, `squawk-ignore-file`) with as many bytes,
+# so lines and columns stay where they are.
+_IGNORE_COMMENT = re.compile(rb"squawk-ignore", re.IGNORECASE)
+
 NAME = "lint-migrations"
 HELP = "Lint the Prisma migrations a change adds with squawk (rules and path from the config); no AWS access."
 _TIMEOUT_SECONDS = 120
@@ -72,6 +95,13 @@ class Finding:
     @property
     def fix(self) -> str | None:
         return PRISMA_FIXES.get(self.rule)
+
+
+@dataclass(frozen=True)
+class Destructive:
+    file: str
+    line: int  # 1-based
+    rule: str
 
 
 def add_arguments(parser: argparse.ArgumentParser, poll_interval: Callable[[str], float]) -> None:
@@ -105,32 +135,62 @@ def added_migrations(repo_root: Path, base: str, migrations_path: str) -> list[s
 
 
 def squawk_binary() -> str:
-    beside = Path(sys.executable).with_name("squawk")  # installed in the same venv (requirements-dev.txt)
+    beside = Path(sys.executable).with_name("squawk")  # installed beside Python (requirements-dev.lock, requirements-cli.lock)
     found = str(beside) if beside.exists() else shutil.which("squawk")
     if not found:
         raise ReleaseError(
-            "squawk is not installed: run make setup (installs requirements-dev.lock, hash-pinned, squawk-cli included)", ExitCode.USAGE
+            "squawk is not installed: run make setup (installs requirements-dev.lock, hash-pinned, squawk-cli included)"
+            " or install requirements-cli.lock",
+            ExitCode.USAGE,
         )
     return found
 
 
-def run_squawk(repo_root: Path, files: list[str], excluded: tuple[str, ...]) -> list[Finding]:
-    command = [squawk_binary(), "--reporter", "json", "--assume-in-transaction"]
-    left_out = sorted({*PRISMA_LEFT_OUT, *excluded})
-    command.append(f"--exclude={','.join(left_out)}")
-    result = subprocess.run([*command, *files], cwd=repo_root, capture_output=True, text=True, timeout=_TIMEOUT_SECONDS, check=False)
+def _squawk(cwd: Path, options: list[str], files: list[str]) -> list[dict[str, Any]]:
+    command = [squawk_binary(), "--reporter", "json", "--assume-in-transaction", *options, *files]
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=_TIMEOUT_SECONDS, check=False)
     try:
         raw = json.loads(result.stdout or "[]")
     except ValueError:
-        raise ReleaseError(f"squawk failed (exit {result.returncode}): {result.stderr.strip()[:300]}", ExitCode.USAGE) from None
+        raw = None
+    if not isinstance(raw, list):
+        raise ReleaseError(f"squawk failed (exit {result.returncode}): {result.stderr.strip()[:300]}", ExitCode.USAGE)
+    return raw
+
+
+def run_squawk(repo_root: Path, files: list[str], excluded: tuple[str, ...]) -> list[Finding]:
+    left_out = sorted({*PRISMA_LEFT_OUT, *excluded})
     return [
         # squawk's JSON lines count from 0.
         Finding(str(v["file"]), int(v.get("line", 0)) + 1, str(v["rule_name"]), str(v["message"]), v.get("help"))
-        for v in raw
+        for v in _squawk(repo_root, [f"--exclude={','.join(left_out)}"], files)
     ]
 
 
-def markdown(files: list[str], findings: list[Finding], excluded: tuple[str, ...]) -> str:
+def destructive_statements(repo_root: Path, files: list[str]) -> list[Destructive]:
+    """The DESTRUCTIVE_RULES statements in `files`, whatever the review leaves out: squawk reads
+    copies without ignore comments, and an empty config (no .squawk.toml setting can hide one)."""
+    with tempfile.TemporaryDirectory(prefix="lint-migrations-") as tmp:
+        copies = Path(tmp, "repo")
+        for name in files:
+            copy = copies / name
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_bytes(_IGNORE_COMMENT.sub(b"squawk-unused", (repo_root / name).read_bytes()))
+        config = Path(tmp, "empty.toml")
+        config.write_text("")
+        raw = _squawk(copies, ["--config", str(config)], files)
+    found = {Destructive(str(v["file"]), int(v.get("line", 0)) + 1, str(v["rule_name"])) for v in raw}
+    return sorted((d for d in found if d.rule in DESTRUCTIVE_RULES), key=lambda d: (d.file, d.line, d.rule))
+
+
+def destructive_line(destructive: list[Destructive]) -> str:
+    if not destructive:
+        return "Snapshot advised: no (no statement that loses or rewrites data)."
+    where = ", ".join(f"{d.file}:{d.line} {d.rule}" for d in destructive)
+    return f"Snapshot advised: yes, data lost or rewritten by {where} (CI's release takes one before migrating)."
+
+
+def markdown(files: list[str], findings: list[Finding], excluded: tuple[str, ...], destructive: list[Destructive]) -> str:
     lines = ["### Migration lint (squawk)", ""]
     if not files:
         return "\n".join([*lines, "No migration added."]) + "\n"
@@ -143,6 +203,8 @@ def markdown(files: list[str], findings: list[Finding], excluded: tuple[str, ...
             fix = (f.fix or "").replace("|", "\\|")
             lines.append(f"| `{f.file}` | {f.line} | `{f.rule}` | {text} | {fix} |")
         lines += ["", "A deliberate exception: a `-- squawk-ignore <rule>` comment above the statement, with the reason."]
+    if destructive:
+        lines += ["", f"**{destructive_line(destructive)}**"]
     lines += ["", f'Rules Prisma\'s own SQL breaks, left out: {", ".join(sorted(PRISMA_LEFT_OUT))} (docs/ci.md, "Migration lint").']
     if excluded:
         lines += ["", f"Rules left out by the config: {', '.join(excluded)}."]
@@ -153,6 +215,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     env = ctx.env
     files = added_migrations(args.repo_root, args.base, env.migrations_path)
     findings = run_squawk(args.repo_root, files, env.squawk_excluded_rules) if files else []
+    destructive = destructive_statements(args.repo_root, files) if files else []
     if args.format == "json":
         print(
             json.dumps(
@@ -161,16 +224,20 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                     "findings": [asdict(f) | {"fix": f.fix} for f in findings],
                     "excludedRules": list(env.squawk_excluded_rules),
                     "prismaLeftOut": PRISMA_LEFT_OUT,
+                    "destructive": [asdict(d) for d in destructive],
+                    "destructiveRules": DESTRUCTIVE_RULES,
+                    "snapshotAdvised": bool(destructive),
                 },
                 indent=2,
             )
         )
     elif args.format == "markdown":
-        print(markdown(files, findings, env.squawk_excluded_rules), end="")
+        print(markdown(files, findings, env.squawk_excluded_rules, destructive), end="")
     else:
         for f in findings:
             print(f"{f.file}:{f.line}: {f.rule}: {f.message}")
             if f.fix:
                 print(f"    fix (Prisma): {f.fix}")
+        print(destructive_line(destructive))
         print(f"{len(findings)} finding(s) in {len(files)} added migration(s) under {env.migrations_path}")
     return int(ExitCode.FINDINGS if findings else ExitCode.OK)

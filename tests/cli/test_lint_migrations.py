@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from release.cli import main
+from release.commands.lint_migrations import DESTRUCTIVE_RULES
 from release.errors import ExitCode
 from tests.cli.fakes import ENV
 
@@ -97,8 +98,11 @@ def test_rules_and_path_come_from_the_config(config_dir: Path, repo: Path, capsy
     _add(repo, "dropped_column", "column_type_change", folder="db/migrations")
     assert _lint(config_dir, repo, "text") == ExitCode.FINDINGS
     out = capsys.readouterr().out
-    assert "ban-drop-column" not in out and "changing-column-type" in out
+    findings, advice = out.split("Snapshot advised: ")
+    assert "ban-drop-column" not in findings and "changing-column-type" in findings
     assert "    fix (Prisma): expand and contract" in out
+    # Left out of the review, still a dropped column: the one line that advises a snapshot names it.
+    assert advice.startswith("yes, data lost or rewritten by db/migrations/20261120000000_dropped_column/migration.sql:2 ban-drop-column,")
     assert out.strip().endswith("1 finding(s) in 2 added migration(s) under db/migrations")
 
 
@@ -128,3 +132,75 @@ def test_a_bad_base_is_one_line(config_dir: Path, repo: Path, capsys: pytest.Cap
     assert code == ExitCode.USAGE
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("release: git diff against nope failed")
+
+
+# ---- destructive statements: the snapshot CI takes before migrating ---------------------------------
+
+
+def test_every_destructive_rule_is_a_rule_squawk_reports(config_dir: Path, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The declared names are squawk's own: one statement per rule, each found on its line."""
+    (added,) = _add(repo, "every_destructive_statement")
+    assert _lint(config_dir, repo, "json") == ExitCode.FINDINGS
+    document = json.loads(capsys.readouterr().out)
+    assert document["snapshotAdvised"] is True
+    assert sorted((d["line"], d["rule"]) for d in document["destructive"]) == [
+        (2, "ban-drop-column"),
+        (3, "ban-drop-table"),
+        (4, "ban-drop-schema"),
+        (5, "ban-drop-database"),
+        (6, "ban-truncate-cascade"),
+        (7, "changing-column-type"),
+        (8, "renaming-column"),
+        (9, "renaming-table"),
+    ]
+    assert {d["file"] for d in document["destructive"]} == {added}
+    assert set(document["destructiveRules"]) == set(DESTRUCTIVE_RULES) == {d["rule"] for d in document["destructive"]}
+
+
+@pytest.mark.parametrize("sample", ["clean", "prisma_new_model", "prisma_new_index", "not_null_without_default"])
+def test_a_migration_that_keeps_its_data_advises_no_snapshot(
+    config_dir: Path, repo: Path, capsys: pytest.CaptureFixture[str], sample: str
+) -> None:
+    _add(repo, sample)
+    _lint(config_dir, repo, "json")
+    document = json.loads(capsys.readouterr().out)
+    assert document["destructive"] == [] and document["snapshotAdvised"] is False
+
+
+def test_no_migration_added_advises_no_snapshot(config_dir: Path, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _lint(config_dir, repo, "text") == ExitCode.OK
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "Snapshot advised: no (no statement that loses or rewrites data).",
+        "0 finding(s) in 0 added migration(s) under apps/api/prisma/migrations",
+    ]
+
+
+@pytest.mark.parametrize("waiver", ["config", "comment"])
+def test_a_destructive_statement_the_review_waives_still_advises_a_snapshot(
+    config_dir: Path, repo: Path, capsys: pytest.CaptureFixture[str], waiver: str
+) -> None:
+    """Left out of the review (the environment's excluded rules, a `-- squawk-ignore` comment) is
+    not safe to skip the snapshot: the table is still dropped."""
+    if waiver == "config":
+        settings = yaml.safe_load((config_dir / f"{ENV}.yaml").read_text())
+        settings["review"] = {"migrations_path": MIGRATIONS, "squawk_excluded_rules": ["ban-drop-table", "prefer-robust-stmts"]}
+        (config_dir / f"{ENV}.yaml").write_text(yaml.safe_dump(settings))
+    (added,) = _add(repo, "ignored_drop_table" if waiver == "comment" else "every_destructive_statement")
+    _lint(config_dir, repo, "json")
+    document = json.loads(capsys.readouterr().out)
+    assert "ban-drop-table" not in {f["rule"] for f in document["findings"]}  # the review honours the waiver
+    assert {"file": added, "line": 3, "rule": "ban-drop-table"} in document["destructive"]
+    assert document["snapshotAdvised"] is True
+
+
+def test_the_review_comment_says_a_snapshot_is_advised_in_one_line(
+    config_dir: Path, repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (added,) = _add(repo, "ignored_drop_table")
+    assert _lint(config_dir, repo) == ExitCode.OK  # waived: no finding, so the review passes
+    out = capsys.readouterr().out
+    assert f"No findings in 1 added migration(s): `{added}`." in out
+    (line,) = [line for line in out.splitlines() if "Snapshot advised" in line]
+    assert (
+        line == f"**Snapshot advised: yes, data lost or rewritten by {added}:3 ban-drop-table (CI's release takes one before migrating).**"
+    )

@@ -121,7 +121,7 @@ def test_deploy_runs_one_release_per_push_to_main() -> None:
     # The apps to deploy come from the plan (schema apps + changed apps): without --services the
     # state machine deploys only the schema apps, and a changed front end would never ship.
     assert '--services "${services[@]}"' in command
-    assert release["env"] == {"SERVICES": "${{ needs.plan.outputs.services }}"}
+    assert release["env"]["SERVICES"] == "${{ needs.plan.outputs.services }}"
     assert workflow["jobs"]["plan"]["outputs"]["services"] == "${{ steps.changes.outputs.services }}"
     # The apps come from the config (`python -m release env`), never a list in the workflow.
     matrix = workflow["jobs"]["image"]["strategy"]["matrix"]["app"]
@@ -772,6 +772,8 @@ def test_release_step_passes_the_planned_apps_and_exits_with_the_clis_code(tmp_p
         "GITHUB_SHA": SHA,
         "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
         "SERVICES": "api admin",
+        "SNAPSHOT": "false",
+        "SNAPSHOT_REASON": "",
     }
     result = _run_step(_step(_load("deploy.yml"), "release", "release")["run"], tmp_path, env)
     assert result.returncode == code
@@ -927,3 +929,131 @@ def test_the_comment_carries_the_migration_lint_after_the_diff(tmp_path: Path) -
     assert _run_step(step["run"], tmp_path, env).returncode == 0
     body = (tmp_path / "comment.md").read_text()
     assert body.index("There were no differences") < body.index("### Migration lint (squawk)") < body.index("`ban-drop-column`")
+
+
+# ---- a snapshot before a release whose migrations lose or rewrite data ----------------------------
+
+_DESTRUCTIVE = '-- AlterTable\nALTER TABLE "Invoice" DROP COLUMN "legacyRef";\n'
+_HARMLESS = '-- AlterTable\nALTER TABLE "Invoice" ADD COLUMN "note" TEXT;\n'
+_MIGRATIONS = "apps/api/prisma/migrations"  # config/example.yaml's review.migrations_path
+
+
+def test_the_plan_passes_the_snapshot_decision_to_the_release_start() -> None:
+    workflow = _load("deploy.yml")
+    plan = workflow["jobs"]["plan"]
+    assert plan["outputs"]["snapshot"] == "${{ steps.snapshot.outputs.snapshot }}"
+    assert plan["outputs"]["snapshot_reason"] == "${{ steps.snapshot.outputs.snapshot_reason }}"
+    ids = [s.get("id") for s in plan["steps"]]
+    assert ids.index("snapshot") == ids.index("changes") + 1  # it lints against the base the changes step found
+    assert _step(workflow, "plan", "snapshot")["env"] == {"BASE": "${{ steps.changes.outputs.base }}"}
+    start = _step(workflow, "release", "release")
+    assert start["env"]["SNAPSHOT"] == "${{ needs.plan.outputs.snapshot }}"
+    assert start["env"]["SNAPSHOT_REASON"] == "${{ needs.plan.outputs.snapshot_reason }}"
+    # The plan job installs only the CLI's lock: squawk must be in it, hash-pinned like the rest.
+    assert "requirements-cli.lock" in next(s["run"] for s in plan["steps"] if "uv pip install" in s.get("run", ""))
+    cli_lock = (REPO / "requirements-cli.lock").read_text()
+    pin = re.search(r"^(squawk-cli==[0-9.]+) \\\n((?:    --hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)", cli_lock, re.M)
+    assert pin is not None, "squawk-cli is not in requirements-cli.lock with its hashes"
+    assert re.search(rf"^{re.escape(pin.group(1))} \\$", (REPO / "requirements-dev.lock").read_text(), re.M)  # the same version
+
+
+@pytest.fixture
+def released_app(monorepo: Path) -> tuple[Path, str]:
+    """The app monorepo with one migration on its released commit (returned)."""
+    released = _commit(monorepo, {f"{_MIGRATIONS}/20261101000000_init/migration.sql": 'CREATE TABLE "Invoice" ("id" TEXT PRIMARY KEY);\n'})
+    return monorepo, released
+
+
+def _snapshot_step(repo: Path, tmp_path: Path, base: str) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    """Run the plan job's snapshot step as GitHub would: the real CLI (this checkout, the venv's
+    Python and squawk) on the app repository, from INFRA_DIR (here: this repository)."""
+    output = tmp_path / "github_output"
+    output.write_text("")
+    env = {
+        "PATH": f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "GITHUB_OUTPUT": str(output),
+        "GITHUB_WORKSPACE": str(repo),
+        "RUNNER_TEMP": str(tmp_path),
+        "RELEASE_ENV": "example",
+        "BASE": base,
+    }
+    result = _run_step(_step(_load("deploy.yml"), "plan", "snapshot")["run"], REPO, env)
+    pairs = [line.split("=", 1) for line in output.read_text().splitlines()]
+    assert [key for key, _ in pairs] == ["snapshot_reason", "snapshot"], output.read_text()
+    return result, dict(pairs)
+
+
+def test_a_released_migration_that_drops_data_turns_the_snapshot_on(released_app: tuple[Path, str], tmp_path: Path) -> None:
+    repo, released = released_app
+    # A folder name that tries to write its own output line and workflow command: it stays in the reason's one line.
+    _commit(repo, {f"{_MIGRATIONS}/20261120000000_drop\nsnapshot=false\n::warning::x/migration.sql": _DESTRUCTIVE})
+    result, outputs = _snapshot_step(repo, tmp_path, released)
+    assert result.returncode == 0, result.stderr  # squawk's finding is no failure here: it was reviewed
+    assert outputs == {
+        "snapshot": "true",
+        "snapshot_reason": f"data lost or rewritten by {_MIGRATIONS}/20261120000000_drop snapshot=false ::warning::x/migration.sql:2 ban-drop-column",
+    }
+    assert not any(line.startswith("::") for line in result.stdout.splitlines())
+
+
+def test_a_harmless_released_migration_takes_no_snapshot(released_app: tuple[Path, str], tmp_path: Path) -> None:
+    repo, released = released_app
+    _commit(repo, {f"{_MIGRATIONS}/20261120000000_note/migration.sql": _HARMLESS})
+    # The destructive one was released before: it is not this release's.
+    (repo / _MIGRATIONS / "20261101000000_init" / "migration.sql").write_text(_DESTRUCTIVE)
+    _commit(repo, {})
+    result, outputs = _snapshot_step(repo, tmp_path, released)
+    assert result.returncode == 0, result.stderr
+    assert outputs == {"snapshot": "false", "snapshot_reason": f"no migration added since {released} loses or rewrites data"}
+
+
+def test_without_a_released_commit_the_snapshot_is_taken_with_a_warning(released_app: tuple[Path, str], tmp_path: Path) -> None:
+    repo, _ = released_app
+    result, outputs = _snapshot_step(repo, tmp_path, "")
+    assert result.returncode == 0, result.stderr
+    assert outputs == {"snapshot": "true", "snapshot_reason": "no released commit to compare the migrations with"}
+    assert result.stdout.startswith("::warning::no released commit to compare the migrations with")
+
+
+def test_a_lint_that_cannot_run_takes_the_snapshot_with_a_warning(released_app: tuple[Path, str], tmp_path: Path) -> None:
+    repo, _ = released_app
+    result, outputs = _snapshot_step(repo, tmp_path, "0" * 40)  # not in this history: git diff fails, exit 2
+    assert result.returncode == 0, result.stderr
+    assert outputs == {"snapshot": "true", "snapshot_reason": "the migration lint did not run (exit 2)"}
+    assert "::warning::the migration lint did not run (exit 2)" in result.stdout
+    assert "git diff against" in result.stderr  # the CLI's one line, in the log
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "reason", "passed", "summary"),
+    [
+        ("true", "data lost or rewritten by m.sql:2 ban-drop-column", True, "data lost or rewritten by m.sql:2 ban-drop-column"),
+        ("false", "no migration added since x loses or rewrites data", False, None),
+        ("", "", True, "the plan did not say"),  # an output lost on the way: the safe side
+    ],
+)
+def test_the_release_start_takes_the_snapshot_the_plan_asks_for_and_says_why(
+    tmp_path: Path, snapshot: str, reason: str, passed: bool, summary: str | None
+) -> None:
+    _stub(tmp_path / "bin", "python", tmp_path / "python.log")
+    summary_file = tmp_path / "summary.md"
+    summary_file.write_text("")
+    env = {
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "RELEASE_ENV": "prod",
+        "GITHUB_SHA": SHA,
+        "GITHUB_STEP_SUMMARY": str(summary_file),
+        "SERVICES": "api admin",
+        "SNAPSHOT": snapshot,
+        "SNAPSHOT_REASON": reason,
+    }
+    result = _run_step(_step(_load("deploy.yml"), "release", "release")["run"], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    (call,) = _calls(tmp_path / "python.log")
+    assert call[:3] == ["-m", "release", "start"] and ("--snapshot" in call) is passed
+    assert call[call.index("--services") + 1 : call.index("--services") + 3] == ["api", "admin"]
+    if summary is None:
+        assert summary_file.read_text() == ""
+    else:
+        assert summary_file.read_text() == f"### Database snapshot before migrating\n\n{summary}\n\n"
