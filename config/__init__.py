@@ -495,6 +495,21 @@ def _check_env_name(env_name: str, config_dir: Path, shown: Path) -> None:
     )
 
 
+# SafeLoader's rules with libyaml's parser where PyYAML has it (its wheels do): the same documents,
+# parsed about ten times faster; every CLI command reads the config. A syntax error is reported as
+# the pure-Python parser words it, which also shows the offending line.
+_FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _pure_python_error(text: str, error: yaml.YAMLError) -> yaml.YAMLError:
+    try:
+        yaml.compose(text, Loader=yaml.SafeLoader)
+        yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        return exc
+    return error
+
+
 def load_config(env_name: str, config_dir: Path = CONFIG_DIR) -> EnvironmentConfig:
     """Read and validate `<config_dir>/<env_name>.yaml`; raise ConfigError listing every problem."""
     if not env_name or "/" in env_name or env_name.startswith("."):
@@ -512,10 +527,10 @@ def load_config(env_name: str, config_dir: Path = CONFIG_DIR) -> EnvironmentConf
         raise ConfigError([f"{shown}: no such environment file (known environments: {known}){hint}"])
     text = _text_of(path, shown)
     try:
-        document = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
+        document = yaml.compose(text, Loader=_FAST_LOADER)
+        raw = yaml.load(text, Loader=_FAST_LOADER)  # noqa: S506 - a safe loader (SafeLoader's rules in C)
     except yaml.YAMLError as exc:
-        raise ConfigError([_yaml_problem(shown, exc)]) from None
+        raise ConfigError([_yaml_problem(shown, _pure_python_error(text, exc))]) from None
     duplicates = [f"{shown}: {problem}" for problem in _duplicate_keys(document)]
     if duplicates:
         raise ConfigError(duplicates, heading=f"{shown}: {len(duplicates)} problems:")

@@ -104,7 +104,7 @@ class Interpreter:
         """The execution's end, woken by the clock: an execution's last thread ends by notifying it,
         so the end is seen at once (a poll of the API every 50 ms cost each execution 25 ms of idle
         waiting on average, and each poll competed with the execution for the GIL)."""
-        execution = stepfunctions_parser_backends[ACCOUNT][REGION].describe_execution(execution_arn)
+        execution: Any = stepfunctions_parser_backends[ACCOUNT][REGION].describe_execution(execution_arn)  # the parser's Execution
         deadline = time.monotonic() + timeout
         with interpreter.CLOCK._cond:
             while execution.exec_status == ExecutionStatus.RUNNING:
