@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 # tests.support puts the pinned Node 22 on PATH before anything imports aws_cdk (jsii starts Node
-# on that import; the machine's Node is end of life), so stacks is imported for its types only.
+# on that import; the machine's Node is end of life).
 from tests.support import Synthesized
-
-if TYPE_CHECKING:
-    from stacks import EnvironmentStacks
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -41,8 +38,3 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 def templates(synthesized: Synthesized) -> dict[str, dict[str, Any]]:
     """Stack name -> synthesized CloudFormation template (as written to the cloud assembly)."""
     return synthesized.templates
-
-
-@pytest.fixture(scope="session")
-def example(synthesized: Synthesized) -> EnvironmentStacks:
-    return synthesized.environments["example"]

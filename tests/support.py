@@ -44,6 +44,7 @@ _SOURCE_DIRS = ("config", "stacks", "constructs", "release")
 _SOURCE_FILES = ("app.py", "cdk.json", "tests/support.py")
 _LIBRARIES = ("aws-cdk-lib", "constructs", "cdk-nag", "jsii", "pydantic", "PyYAML")
 _KEPT_ENTRIES = 8
+CONSTRUCT_DEFINITIONS = "construct-definitions.json"
 
 
 def session_configs() -> list[EnvironmentConfig]:
@@ -62,6 +63,13 @@ def session_app(outdir: Path) -> tuple[App, dict[str, EnvironmentStacks]]:
     app = App(outdir=str(outdir), context=context, builtin_cloud_formation_validation=False)
     environments = add_environments(app, session_configs())
     app.synth()
+    # The release definitions as the constructs hold them, before CDK writes them (CDK drops keys
+    # whose value is None): kept beside the assembly, so no test builds the app again to read them.
+    definitions = {
+        name: {"definition": stacks.release.release.definition, "cleanup": stacks.release.release.cleanup_definition}
+        for name, stacks in environments.items()
+    }
+    (outdir / CONSTRUCT_DEFINITIONS).write_text(json.dumps(definitions))
     return app, environments
 
 
@@ -144,6 +152,13 @@ class Synthesized:
         if own != self.templates:
             raise AssertionError(f"the synthesis cache {self.outdir} differs from a fresh synthesis: delete it and report a missing input")
         return app, environments
+
+    @cached_property
+    def construct_definitions(self) -> dict[str, dict[str, Any]]:
+        """Environment -> {"definition", "cleanup"}: the release construct's definitions as it built
+        them (None values kept), written when the app was synthesized."""
+        loaded: dict[str, dict[str, Any]] = json.loads((self.outdir / CONSTRUCT_DEFINITIONS).read_text())
+        return loaded
 
     @property
     def app(self) -> App:

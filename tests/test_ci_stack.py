@@ -366,7 +366,7 @@ def test_the_release_job_and_its_credentials_outlast_a_release(ci: Template, syn
     timeout and the session must both outlast the state machine's own bound, or the job stops
     following (expired credentials, exit 3) while the release goes on."""
     template = ci
-    execution = synthesized.environments["example"].release.release.execution_timeout.to_seconds()
+    execution = synthesized.construct_definitions["example"]["definition"]["TimeoutSeconds"]
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.yml").read_text())
     job = workflow["jobs"]["release"]
     (assume,) = [s for s in job["steps"] if "configure-aws-credentials" in s.get("uses", "")]

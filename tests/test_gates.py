@@ -8,10 +8,12 @@ region and lints each template with them.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import json
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,13 +121,23 @@ def cfn_lint_runners() -> dict[str, Runner]:
     return {region: Runner(ConfigMixIn(regions=[region])) for region in sorted(set(STACK_REGIONS.values()))}
 
 
+@pytest.fixture(scope="module")
+def cfn_lint_matches(synthesized: Synthesized, cfn_lint_runners: dict[str, Runner]) -> Callable[[str], list[Any]]:
+    """Stack name -> cfn-lint's matches on its synthesized template, linted once per process (the
+    errors test and the warnings test read the same run)."""
+
+    @functools.cache
+    def lint(stack_name: str) -> list[Any]:
+        template, decode_errors = decode(str(synthesized.outdir / f"{stack_name}.template.json"))
+        assert template is not None and not decode_errors, decode_errors
+        return list(cfn_lint_runners[STACK_REGIONS[stack_name]].validate_template(template))
+
+    return lint
+
+
 @pytest.mark.parametrize("stack_name", sorted(STACK_REGIONS))
-def test_cfn_lint_finds_no_errors(stack_name: str, synthesized: Synthesized, cfn_lint_runners: dict[str, Runner]) -> None:
-    path = synthesized.outdir / f"{stack_name}.template.json"
-    template, decode_errors = decode(str(path))
-    assert template is not None and not decode_errors, decode_errors
-    matches = cfn_lint_runners[STACK_REGIONS[stack_name]].validate_template(template)
-    assert [str(match) for match in matches if match.rule.severity == "error"] == []
+def test_cfn_lint_finds_no_errors(stack_name: str, cfn_lint_matches: Callable[[str], list[Any]]) -> None:
+    assert [str(match) for match in cfn_lint_matches(stack_name) if match.rule.severity == "error"] == []
 
 
 def test_cfn_lint_reports_the_errors_of_a_broken_template(synthesized: Synthesized, cfn_lint_runners: dict[str, Runner]) -> None:
@@ -231,12 +243,10 @@ ACCEPTED_WARNINGS = {
 }
 
 
-def test_cfn_lint_warns_only_where_a_warning_is_accepted(synthesized: Synthesized, cfn_lint_runners: dict[str, Runner]) -> None:
+def test_cfn_lint_warns_only_where_a_warning_is_accepted(cfn_lint_matches: Callable[[str], list[Any]]) -> None:
     warnings = []
-    for stack_name, region in sorted(STACK_REGIONS.items()):
-        template, _ = decode(str(synthesized.outdir / f"{stack_name}.template.json"))
-        assert template is not None
-        for match in cfn_lint_runners[region].validate_template(template):
+    for stack_name in sorted(STACK_REGIONS):
+        for match in cfn_lint_matches(stack_name):
             if match.rule.severity != "error":
                 warnings.append((match.rule.id, stack_name, str(match.path[1]) if len(match.path) > 1 else ""))
     assert any(rule == "W3010" for rule, _, _ in warnings), "the sandbox's named zones should show up as W3010"

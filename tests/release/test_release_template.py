@@ -18,6 +18,7 @@ from emulation.resolve import Resolver, state_machines
 from emulation.world import APPS
 from release import limits
 from tests.release.conftest import MACHINE
+from tests.support import Synthesized
 
 SERVICES = [a.service for a in APPS]
 
@@ -298,7 +299,7 @@ def test_the_lease_owner_is_checked_right_before_the_migration_and_every_update(
     }
 
 
-def test_no_setting_of_the_construct_is_lost_in_synthesis(example: Any, definition: dict[str, Any]) -> None:
+def test_no_setting_of_the_construct_is_lost_in_synthesis(synthesized: Synthesized, definition: dict[str, Any]) -> None:
     # CDK drops keys whose value is None when it writes a definition: none may be in it.
     def nones(node: Any, path: str = "") -> list[str]:
         if node is None:
@@ -309,9 +310,9 @@ def test_no_setting_of_the_construct_is_lost_in_synthesis(example: Any, definiti
             return [p for i, v in enumerate(node) for p in nones(v, f"{path}[{i}]")]
         return []
 
-    release = example.release.release
-    assert nones(release.definition) == [] and nones(release.cleanup_definition) == []
-    assert list(release.definition["States"]) == list(definition["States"])
+    built = synthesized.construct_definitions["example"]  # as the construct built them (tests/support.py)
+    assert nones(built["definition"]) == [] and nones(built["cleanup"]) == []
+    assert list(built["definition"]["States"]) == list(definition["States"])
 
 
 # ---- IAM: every API a state calls is allowed, by the statements that came with it ---------------------

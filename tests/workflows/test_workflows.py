@@ -4,6 +4,8 @@ decide what to build and re-tag images behave (run here against a stub `aws` and
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import re
@@ -34,10 +36,16 @@ def _node() -> str:
     return found
 
 
-def _load(name: str) -> dict[Any, Any]:
+@functools.cache
+def _parsed(name: str) -> dict[Any, Any]:
     document = yaml.safe_load((REPO / ".github" / "workflows" / name).read_text())
     assert isinstance(document, dict)
     return document
+
+
+def _load(name: str) -> dict[Any, Any]:
+    """The workflow, parsed once per process (most tests read it); each caller gets its own copy."""
+    return copy.deepcopy(_parsed(name))
 
 
 def _step(workflow: dict[Any, Any], job: str, step_id: str) -> dict[str, Any]:
