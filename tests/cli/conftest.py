@@ -144,7 +144,20 @@ def aws() -> Iterator[None]:
     no_interpreter = {"stepfunctions": {**default_user_config.get("stepfunctions", {}), "execute_state_machine": False}}
     # Each mock_aws sets boto3's default session aside; the tests' own boto3.client calls then get
     # the shared session, not a new one that loads every service model again (most of a test's setup).
-    with mock_aws(), patch.dict(default_user_config, no_interpreter), patch("boto3.DEFAULT_SESSION", _SESSION):
+    # The tests' own clients (setup and inspection, never the CLI's) are made once per test.
+    own_clients: dict[tuple[str, str], Any] = {}
+
+    def client(service: str, region_name: str) -> Any:
+        if (service, region_name) not in own_clients:
+            own_clients[service, region_name] = _SESSION.client(service, region_name=region_name)
+        return own_clients[service, region_name]
+
+    with (
+        mock_aws(),
+        patch.dict(default_user_config, no_interpreter),
+        patch("boto3.DEFAULT_SESSION", _SESSION),
+        patch("boto3.client", client),
+    ):
         nested = MockAWS._nested_count > 1
         if nested:
             _forget_cli_state()
