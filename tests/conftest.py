@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-# tests.support puts the pinned Node 22 on PATH before anything imports aws_cdk (jsii starts Node
-# on that import; the machine's Node is end of life).
-from tests.support import Synthesized
+if TYPE_CHECKING:
+    from tests.support import Synthesized
+
+# jsii runs on the pinned Node 22 that `npm ci` puts in node_modules/.bin (the machine's may be end
+# of life): on PATH before any test module imports aws_cdk, which starts Node. Nothing here imports
+# the CDK itself: with -n, pytest's controller process loads this file and runs no test.
+os.environ["PATH"] = f"{Path(__file__).resolve().parent.parent / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}"
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -31,6 +37,8 @@ def _fewer_garbage_collections() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    from tests.support import Synthesized  # noqa: PLC0415 - see above
+
     return Synthesized.shared(tmp_path_factory.mktemp("cdk.out"))
 
 

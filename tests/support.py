@@ -24,15 +24,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from aws_cdk import App
+from aws_cdk.assertions import Template
+
+from config import EnvironmentConfig, load_config
+from stacks import EnvironmentStacks, add_environments
+
 ROOT = Path(__file__).resolve().parent.parent
-# jsii runs on the pinned Node 22 that `npm ci` puts in node_modules/.bin.
-os.environ["PATH"] = f"{ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}"
-
-from aws_cdk import App  # noqa: E402
-from aws_cdk.assertions import Template  # noqa: E402
-
-from config import EnvironmentConfig, load_config  # noqa: E402
-from stacks import EnvironmentStacks, add_environments  # noqa: E402
 
 ENVIRONMENTS = ("example", "sandbox")
 UNITS = ("data", "images", "release", "ci")
