@@ -75,12 +75,13 @@ def base_env(pg: pgserver.PgServer, database: str, lock_key: int) -> dict[str, s
 
 @pytest.fixture
 def start_runner(tmp_path: Path) -> Iterator[Callable[..., Runner]]:
-    """``start_runner(env, name=...) -> Runner``; every runner is killed at the end of the test."""
+    """``start_runner(env, name=..., new_process=False) -> Runner``; every runner is killed at the
+    end of the test. Runners are forked from the fork server unless ``new_process``."""
     runners: list[Runner] = []
     counter = itertools.count(1)
 
-    def start(env: dict[str, str], name: str | None = None) -> Runner:
-        runner = Runner(env, tmp_path, name or f"runner{next(counter)}")
+    def start(env: dict[str, str], name: str | None = None, *, new_process: bool = False) -> Runner:
+        runner = Runner(env, tmp_path, name or f"runner{next(counter)}", new_process=new_process)
         runners.append(runner)
         return runner
 

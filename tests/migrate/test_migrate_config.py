@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -12,7 +16,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import pytest
 
 from release import contract
-from tests.migrate.runner_harness import PASSWORD, REPO, RUNNER, ForkedRunner
+from tests.migrate.runner_harness import PASSWORD, REPO, RUNNER, ForkedRunner, Result, Runner
 
 EXIT_CONFIG = 80
 
@@ -311,3 +315,35 @@ def test_the_fork_server_answers_as_a_new_runner_process_does() -> None:
             stripped(new.stderr),
         )
         assert new.returncode in (80, 87) and new.stderr
+
+
+def comparable(text: str) -> list[str]:
+    """Lines without what differs between two runs anyway: log timestamps, durations, pids."""
+    timestamp = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z ")
+    duration = re.compile(r"\b\d+\.\d+ s\b")
+    pid = re.compile(r"(pid |migrate-runner [^:' ]+:)\d+")
+    return [pid.sub(r"\g<1>#", duration.sub("#.## s", timestamp.sub("", line))) for line in text.splitlines()]
+
+
+def test_a_forked_live_runner_answers_as_a_new_runner_process_does(base_env: dict[str, str], start_runner: Callable[..., Runner]) -> None:
+    # The live runners (start_runner/run_runner) are forks of the fork server too: a run that takes
+    # the lock and runs a command, and one stopped by SIGTERM, end with the same code and lines as
+    # `python runner.py` started by subprocess.Popen. Without LC_ALL (as in the refusal tests) a new
+    # interpreter adds LC_CTYPE to its environment, which the command inherits and `env` prints.
+    env = {k: v for k, v in base_env.items() if k != "LC_ALL"}
+    command = shlex.join(["sh", "-c", "echo to-stdout; echo to-stderr >&2; env | LC_ALL=C sort; exit 3"])
+    trapping = shlex.join(["sh", "-c", 'trap "echo command-got-TERM; exit 5" TERM; echo ready; while :; do sleep 0.05; done'])
+
+    def ran(new_process: bool) -> Result:
+        return start_runner(env | {"MIGRATE_COMMAND": command}, new_process=new_process).wait()
+
+    def terminated(new_process: bool) -> Result:
+        runner = start_runner(env | {"MIGRATE_COMMAND": trapping}, new_process=new_process)
+        runner.wait_for_output("ready", whole_line=True)
+        runner.signal(signal.SIGTERM)
+        return runner.wait()
+
+    for run, code, line in ((ran, 3, "LC_CTYPE=C.UTF-8"), (terminated, 143, "command-got-TERM")):
+        new, forked_ = run(True), run(False)
+        assert new.code == code and line in new.stdout.splitlines(), new.stdout + new.stderr
+        assert (forked_.code, comparable(forked_.stdout), forked_.stderr) == (new.code, comparable(new.stdout), new.stderr)
