@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -156,6 +156,19 @@ class Runner:
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
+
+
+def first_in_order(attempt: Callable[[float], Result], seconds: Sequence[float], in_order: Callable[[Result], bool]) -> Result:
+    """For a test that needs the runner to reach a point (a line it prints) before a wait of its
+    own runs out (a deadline, a lock or connect wait): ``attempt(value)`` runs the runner with the
+    shortest value first; a run that did not get there in time (a loaded machine) is repeated with
+    the next, longer one. The last value's run is returned whatever it shows, for the test's own
+    assertions to judge: the order is checked, never assumed from a sleep."""
+    for value in seconds[:-1]:
+        result = attempt(value)
+        if in_order(result):
+            return result
+    return attempt(seconds[-1])
 
 
 def serve_app_database() -> Iterator[pgserver.PgServer]:

@@ -121,7 +121,7 @@ def test_bad_configuration_exits_80_with_one_line(env: dict[str, str], variable:
 
 
 def test_command_not_found_exits_87_before_connecting() -> None:
-    proc = run(GOOD | {"MIGRATE_COMMAND": "no-such-migrate-tool deploy"})
+    proc = forked(GOOD | {"MIGRATE_COMMAND": "no-such-migrate-tool deploy"})
     assert proc.returncode == 87
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "command not found: no-such-migrate-tool" in proc.stderr
@@ -132,7 +132,7 @@ def test_command_not_executable_exits_86(tmp_path: Path) -> None:
     script = tmp_path / "migrate.sh"
     script.write_text("#!/bin/sh\nexit 0\n")
     script.chmod(0o644)
-    proc = run(GOOD | {"MIGRATE_COMMAND": str(script)})
+    proc = forked(GOOD | {"MIGRATE_COMMAND": str(script)})
     if os.geteuid() == 0 and os.access(script, os.X_OK):
         pytest.skip("root can execute anything here")
     assert proc.returncode == 86
