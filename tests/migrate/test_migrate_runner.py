@@ -330,7 +330,7 @@ def test_lock_wait_runs_out_with_code_4_naming_the_holder(
         holder.execute("SET application_name = 'stuck-release-42'")
         holder.execute("SELECT pg_advisory_lock(%s)", (default_key,))
         # A progress line needs one lock_timeout slice to end before the wait does.
-        res = first_in_order(attempt, (0.6, 1.2), lambda res: "still waiting for lock key" in res.stdout)
+        res = first_in_order(attempt, (0.3, 1.2), lambda res: "still waiting for lock key" in res.stdout)
         holder_pid = holder.info.backend_pid
     wait, took = runs[-1]
 
