@@ -202,7 +202,6 @@ class ForkedProcess:
         self.returncode: int | None = None
         self._started = threading.Event()
         self._ended = threading.Event()
-        self._server_gone = False
 
     def poll(self) -> int | None:
         return self.returncode
@@ -307,7 +306,3 @@ class ForkServer:
         self._server.wait(timeout=10)
         self._reader.join(timeout=10)
         shutil.rmtree(self._workdir, ignore_errors=True)
-
-
-#: The refusal tests' name for it (`ForkedRunner.shared().run(env)`).
-ForkedRunner = ForkServer

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import pytest
 
 from release import contract
-from tests.migrate.runner_harness import PASSWORD, REPO, RUNNER, ForkedRunner, Result, Runner
+from tests.migrate.runner_harness import PASSWORD, REPO, RUNNER, ForkServer, Result, Runner
 
 EXIT_CONFIG = 80
 
@@ -45,9 +45,9 @@ def run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def forked(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`run(env)` from the fork server (runner_harness.ForkedRunner): the same entry point, exit
+    """`run(env)` from the fork server (runner_harness.ForkServer): the same entry point, exit
     code and streams, without an interpreter start per case."""
-    proc = ForkedRunner.shared().run({"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env})
+    proc = ForkServer.shared().run({"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env})
     return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 
 
@@ -302,7 +302,7 @@ def test_runner_exit_codes_are_the_ones_the_release_names(runner_module: ModuleT
 
 
 def test_the_fork_server_answers_as_a_new_runner_process_does() -> None:
-    # The refusal matrices above run in forks of one server (runner_harness.ForkedRunner): the same
+    # The refusal matrices above run in forks of one server (runner_harness.ForkServer): the same
     # code, streams and exit code as `python runner.py`, each line but its timestamp.
     def stripped(text: str) -> list[str]:
         return [line.split(" ", 1)[1] for line in text.splitlines()]

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 import pytest
 
 from testbed import pgserver
-from tests.migrate.runner_harness import PASSWORD, REPO, RUNNER, ForkedRunner, Result, advisory_locks, first_in_order
+from tests.migrate.runner_harness import PASSWORD, REPO, RUNNER, ForkServer, Result, advisory_locks, first_in_order
 from tests.migrate.test_migrate_runner import assert_no_secret, sh
 
 RunRunner = Callable[..., Result]
@@ -136,8 +136,8 @@ BAD: list[tuple[dict[str, str], str, str]] = [
 
 @pytest.mark.parametrize(("env", "variable"), [pytest.param(e, v, id=i) for e, v, i in BAD])
 def test_bad_input_is_a_configuration_error_in_one_line(env: dict[str, str], variable: str, ca: Path) -> None:
-    # The fork server (runner_harness.ForkedRunner) answers as `run` would, without an interpreter per case.
-    proc = ForkedRunner.shared().run({"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **with_ca(env, ca)})
+    # The fork server (runner_harness.ForkServer) answers as `run` would, without an interpreter per case.
+    proc = ForkServer.shared().run({"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **with_ca(env, ca)})
     stderr = proc.stderr.decode(errors="replace")
     assert proc.returncode == EXIT_CONFIG, stderr
     (line,) = stderr.strip().splitlines()
