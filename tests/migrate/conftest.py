@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 
 from testbed import pgserver
-from tests.migrate.runner_harness import APP_DB, PASSWORD, ROLE, Result, Runner, load_runner_module, serve_app_database
+from tests.migrate.runner_harness import APP_DB, PASSWORD, ROLE, ForkServer, Result, Runner, load_runner_module, serve_app_database
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +27,7 @@ def runner_module() -> ModuleType:
 
 @pytest.fixture(scope="session")
 def pg() -> Iterator[pgserver.PgServer]:
+    ForkServer.shared()  # started first: its imports run while the database server starts
     yield from serve_app_database()
 
 
