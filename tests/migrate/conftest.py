@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 
 from testbed import pgserver
-from tests.migrate.runner_harness import APP_DB, PASSWORD, ROLE, Result, Runner, load_runner_module, serve_app_database
+from tests.migrate.runner_harness import APP_DB, PASSWORD, ROLE, ForkServer, Result, Runner, load_runner_module, serve_app_database
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +27,7 @@ def runner_module() -> ModuleType:
 
 @pytest.fixture(scope="session")
 def pg() -> Iterator[pgserver.PgServer]:
+    ForkServer.shared()  # started first: its imports run while the database server starts
     yield from serve_app_database()
 
 
@@ -75,12 +76,13 @@ def base_env(pg: pgserver.PgServer, database: str, lock_key: int) -> dict[str, s
 
 @pytest.fixture
 def start_runner(tmp_path: Path) -> Iterator[Callable[..., Runner]]:
-    """``start_runner(env, name=...) -> Runner``; every runner is killed at the end of the test."""
+    """``start_runner(env, name=..., new_process=False) -> Runner``; every runner is killed at the
+    end of the test. Runners are forked from the fork server unless ``new_process``."""
     runners: list[Runner] = []
     counter = itertools.count(1)
 
-    def start(env: dict[str, str], name: str | None = None) -> Runner:
-        runner = Runner(env, tmp_path, name or f"runner{next(counter)}")
+    def start(env: dict[str, str], name: str | None = None, *, new_process: bool = False) -> Runner:
+        runner = Runner(env, tmp_path, name or f"runner{next(counter)}", new_process=new_process)
         runners.append(runner)
         return runner
 

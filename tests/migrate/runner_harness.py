@@ -8,8 +8,11 @@ namespace packages: no __init__.py).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.util
+import itertools
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -17,11 +20,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import IO
+from typing import IO, Protocol
 
 import pytest
 
@@ -73,24 +76,44 @@ class Result:
         return [line for line in self.stderr.splitlines() if line.strip()]
 
 
-class Runner:
-    """One ``python migrate/runner.py`` process, output captured to files (readable live)."""
+class Process(Protocol):
+    """What the tests use of a runner's process: subprocess.Popen's surface."""
 
-    def __init__(self, env: dict[str, str], workdir: Path, name: str) -> None:
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+class Runner:
+    """One runner, output captured to files (readable live). Its process is forked from the fork
+    server (ForkServer, the same entry point with the same environment, streams and exit code);
+    ``new_process=True`` starts ``python migrate/runner.py`` instead."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, name: str, *, new_process: bool = False) -> None:
         self.name = name
         self.out_path = workdir / f"{name}.stdout"
         self.err_path = workdir / f"{name}.stderr"
-        self._out: IO[bytes] = self.out_path.open("wb")
-        self._err: IO[bytes] = self.err_path.open("wb")
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, str(RUNNER)],
-            env=env,
-            cwd=str(REPO),
-            stdin=subprocess.DEVNULL,
-            stdout=self._out,
-            stderr=self._err,
-        )
+        self._files: list[IO[bytes]] = []
+        self.proc: Process
+        if new_process:
+            self._files = [self.out_path.open("wb"), self.err_path.open("wb")]
+            self.proc = subprocess.Popen(
+                [sys.executable, str(RUNNER)],
+                env=env,
+                cwd=str(REPO),
+                stdin=subprocess.DEVNULL,
+                stdout=self._files[0],
+                stderr=self._files[1],
+            )
+        else:
+            self.proc = ForkServer.shared().start(env, self.out_path, self.err_path, LIVE_SECONDS)
 
     def stdout(self) -> str:
         return self.out_path.read_text(errors="replace")
@@ -123,16 +146,29 @@ class Runner:
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait()
+            self.proc.wait(timeout=10)
             raise AssertionError(f"runner {self.name} still running after {timeout} s:\n{self.stdout()}") from None
         finally:
-            self._out.close()
-            self._err.close()
+            for file in self._files:
+                file.close()
         return Result(code, self.stdout(), self.err_path.read_text(errors="replace"))
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
+
+
+def first_in_order(attempt: Callable[[float], Result], seconds: Sequence[float], in_order: Callable[[Result], bool]) -> Result:
+    """For a test that needs the runner to reach a point (a line it prints) before a wait of its
+    own runs out (a deadline, a lock or connect wait): ``attempt(value)`` runs the runner with the
+    shortest value first; a run that did not get there in time (a loaded machine) is repeated with
+    the next, longer one. The last value's run is returned whatever it shows, for the test's own
+    assertions to judge: the order is checked, never assumed from a sleep."""
+    for value in seconds[:-1]:
+        result = attempt(value)
+        if in_order(result):
+            return result
+    return attempt(seconds[-1])
 
 
 def serve_app_database() -> Iterator[pgserver.PgServer]:
@@ -149,50 +185,124 @@ def serve_app_database() -> Iterator[pgserver.PgServer]:
         server.stop()
 
 
-class ForkedRunner:
-    """`run(env)` as `subprocess.run([python, runner.py], env=env, cwd=REPO, stdin=DEVNULL)` answers
-    it, from a fork server that imported the runner once (runner_forks.py). For the tests of what the
-    runner refuses before it connects: dozens of them, each otherwise a new interpreter."""
+#: A forked runner still running after this long is killed by its own alarm (a hang guard far above
+#: the longest wait a test allows, 40 s).
+LIVE_SECONDS = 90
+#: The same guard for a configuration check (refused before it connects: it never waits).
+CHECK_SECONDS = 30
 
-    _instance: ForkedRunner | None = None
+
+class ForkedProcess:
+    """A runner forked by the fork server, with the part of subprocess.Popen's surface the tests
+    use. Signals go to the child's own pid; its exit code comes from the server, which reaps it."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.args = args
+        self.pid = 0
+        self.returncode: int | None = None
+        self._started = threading.Event()
+        self._ended = threading.Event()
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._ended.wait(timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        if self.returncode is None:
+            raise AssertionError("the runner fork server ended before the runner did")
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:  # as Popen: never signal a pid that is no longer ours
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class ForkServer:
+    """Forks runners from one server that imported the runner once (runner_forks.py): each a
+    `python runner.py` with the request's environment, REPO as working directory, stdin from
+    /dev/null and its streams to the given files, without an interpreter start and psycopg import.
+    A reader thread here hands each answer (the child's pid, later its exit code) to its process."""
+
+    _instance: ForkServer | None = None
 
     def __init__(self, workdir: Path) -> None:
         self._workdir = workdir
-        self._count = 0
+        self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._children: dict[int, ForkedProcess] = {}
+        # The server's own interpreter starts as a runner's would: no PYTHON* settings of pytest's.
         self._server = subprocess.Popen(
             [sys.executable, str(HERE / "runner_forks.py")],
             cwd=str(REPO),
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            text=True,
         )
+        self._reader = threading.Thread(target=self._read_answers, name="runner-forks", daemon=True)
+        self._reader.start()
 
     @classmethod
-    def shared(cls) -> ForkedRunner:
+    def shared(cls) -> ForkServer:
         """One server per test process, stopped when the process ends."""
         if cls._instance is None:
             cls._instance = cls(Path(tempfile.mkdtemp(prefix="runner-forks-")))
             atexit.register(cls._instance.close)
         return cls._instance
 
-    def run(self, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    def start(self, env: dict[str, str], out: Path, err: Path, seconds: int) -> ForkedProcess:
+        """Fork a runner; returns once the server has answered with its pid."""
+        out.touch()
+        err.touch()
+        proc = ForkedProcess([sys.executable, str(RUNNER)])
+        request = {"env": env, "out": str(out), "err": str(err), "seconds": seconds}
         with self._lock:
-            self._count += 1
-            out, err = (self._workdir / f"{self._count}.{name}" for name in ("stdout", "stderr"))
-            out.touch()
-            err.touch()
-            assert self._server.stdin is not None and self._server.stdout is not None
-            self._server.stdin.write(json.dumps({"env": env, "out": str(out), "err": str(err)}) + "\n")
+            ident = next(self._ids)
+            self._children[ident] = proc
+            assert self._server.stdin is not None
+            self._server.stdin.write((json.dumps(request | {"id": ident}) + "\n").encode())
             self._server.stdin.flush()
-            answer = self._server.stdout.readline()
-            if not answer:
-                raise AssertionError(f"the runner fork server ended (exit {self._server.wait()})")
-            code = json.loads(answer)["code"]
-            return subprocess.CompletedProcess([sys.executable, str(RUNNER)], code, out.read_bytes(), err.read_bytes())
+        if not proc._started.wait(CHECK_SECONDS) or not proc.pid:
+            raise AssertionError(f"the runner fork server did not start a runner (server exit {self._server.poll()})")
+        return proc
+
+    def run(self, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+        """As `subprocess.run([python, runner.py], env=env, cwd=REPO, stdin=DEVNULL, capture_output=True)`."""
+        with self._lock:
+            count = next(self._ids)
+        out, err = (self._workdir / f"{count}.{name}" for name in ("stdout", "stderr"))
+        proc = self.start(env, out, err, CHECK_SECONDS)
+        code = proc.wait(timeout=CHECK_SECONDS + 10)
+        return subprocess.CompletedProcess(proc.args, code, out.read_bytes(), err.read_bytes())
+
+    def _read_answers(self) -> None:
+        assert self._server.stdout is not None
+        for line in self._server.stdout:
+            answer = json.loads(line)
+            with self._lock:
+                proc = self._children[answer["id"]] if "pid" in answer else self._children.pop(answer["id"])
+            if "pid" in answer:
+                proc.pid = answer["pid"]
+                proc._started.set()
+            else:
+                proc.returncode = answer["code"]
+                proc._ended.set()
+        with self._lock:  # the server ended: nobody waits for an answer that cannot come
+            left, self._children = list(self._children.values()), {}
+        for proc in left:
+            proc._started.set()
+            proc._ended.set()
 
     def close(self) -> None:
         if self._server.stdin is not None:
-            self._server.stdin.close()
+            self._server.stdin.close()  # the server kills the runners left, then exits
         self._server.wait(timeout=10)
+        self._reader.join(timeout=10)
         shutil.rmtree(self._workdir, ignore_errors=True)

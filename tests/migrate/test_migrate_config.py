@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -12,7 +16,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import pytest
 
 from release import contract
-from tests.migrate.runner_harness import PASSWORD, REPO, RUNNER, ForkedRunner
+from tests.migrate.runner_harness import PASSWORD, REPO, RUNNER, ForkServer, Result, Runner
 
 EXIT_CONFIG = 80
 
@@ -41,9 +45,9 @@ def run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def forked(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`run(env)` from the fork server (runner_harness.ForkedRunner): the same entry point, exit
+    """`run(env)` from the fork server (runner_harness.ForkServer): the same entry point, exit
     code and streams, without an interpreter start per case."""
-    proc = ForkedRunner.shared().run({"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env})
+    proc = ForkServer.shared().run({"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env})
     return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 
 
@@ -117,7 +121,7 @@ def test_bad_configuration_exits_80_with_one_line(env: dict[str, str], variable:
 
 
 def test_command_not_found_exits_87_before_connecting() -> None:
-    proc = run(GOOD | {"MIGRATE_COMMAND": "no-such-migrate-tool deploy"})
+    proc = forked(GOOD | {"MIGRATE_COMMAND": "no-such-migrate-tool deploy"})
     assert proc.returncode == 87
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "command not found: no-such-migrate-tool" in proc.stderr
@@ -128,7 +132,7 @@ def test_command_not_executable_exits_86(tmp_path: Path) -> None:
     script = tmp_path / "migrate.sh"
     script.write_text("#!/bin/sh\nexit 0\n")
     script.chmod(0o644)
-    proc = run(GOOD | {"MIGRATE_COMMAND": str(script)})
+    proc = forked(GOOD | {"MIGRATE_COMMAND": str(script)})
     if os.geteuid() == 0 and os.access(script, os.X_OK):
         pytest.skip("root can execute anything here")
     assert proc.returncode == 86
@@ -298,7 +302,7 @@ def test_runner_exit_codes_are_the_ones_the_release_names(runner_module: ModuleT
 
 
 def test_the_fork_server_answers_as_a_new_runner_process_does() -> None:
-    # The refusal matrices above run in forks of one server (runner_harness.ForkedRunner): the same
+    # The refusal matrices above run in forks of one server (runner_harness.ForkServer): the same
     # code, streams and exit code as `python runner.py`, each line but its timestamp.
     def stripped(text: str) -> list[str]:
         return [line.split(" ", 1)[1] for line in text.splitlines()]
@@ -311,3 +315,35 @@ def test_the_fork_server_answers_as_a_new_runner_process_does() -> None:
             stripped(new.stderr),
         )
         assert new.returncode in (80, 87) and new.stderr
+
+
+def comparable(text: str) -> list[str]:
+    """Lines without what differs between two runs anyway: log timestamps, durations, pids."""
+    timestamp = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z ")
+    duration = re.compile(r"\b\d+\.\d+ s\b")
+    pid = re.compile(r"(pid |migrate-runner [^:' ]+:)\d+")
+    return [pid.sub(r"\g<1>#", duration.sub("#.## s", timestamp.sub("", line))) for line in text.splitlines()]
+
+
+def test_a_forked_live_runner_answers_as_a_new_runner_process_does(base_env: dict[str, str], start_runner: Callable[..., Runner]) -> None:
+    # The live runners (start_runner/run_runner) are forks of the fork server too: a run that takes
+    # the lock and runs a command, and one stopped by SIGTERM, end with the same code and lines as
+    # `python runner.py` started by subprocess.Popen. Without LC_ALL (as in the refusal tests) a new
+    # interpreter adds LC_CTYPE to its environment, which the command inherits and `env` prints.
+    env = {k: v for k, v in base_env.items() if k != "LC_ALL"}
+    command = shlex.join(["sh", "-c", "echo to-stdout; echo to-stderr >&2; env | LC_ALL=C sort; exit 3"])
+    trapping = shlex.join(["sh", "-c", 'trap "echo command-got-TERM; exit 5" TERM; echo ready; while :; do sleep 0.05; done'])
+
+    def ran(new_process: bool) -> Result:
+        return start_runner(env | {"MIGRATE_COMMAND": command}, new_process=new_process).wait()
+
+    def terminated(new_process: bool) -> Result:
+        runner = start_runner(env | {"MIGRATE_COMMAND": trapping}, new_process=new_process)
+        runner.wait_for_output("ready", whole_line=True)
+        runner.signal(signal.SIGTERM)
+        return runner.wait()
+
+    for run, code, line in ((ran, 3, "LC_CTYPE=C.UTF-8"), (terminated, 143, "command-got-TERM")):
+        new, forked_ = run(True), run(False)
+        assert new.code == code and line in new.stdout.splitlines(), new.stdout + new.stderr
+        assert (forked_.code, comparable(forked_.stdout), forked_.stderr) == (new.code, comparable(new.stdout), new.stderr)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from testbed import pgserver
-from tests.migrate.runner_harness import PASSWORD, Result, Runner, advisory_locks
+from tests.migrate.runner_harness import PASSWORD, Result, Runner, advisory_locks, first_in_order
 from tests.migrate.test_migrate_runner import assert_no_secret, sh
 
 RunRunner = Callable[..., Result]
@@ -90,8 +90,13 @@ def test_unknown_database_is_a_config_error(base_env: dict[str, str], run_runner
 
 
 def test_unreachable_database_is_retried_then_exits_81(base_env: dict[str, str], run_runner: RunRunner) -> None:
-    env = base_env | {"DB_PORT": str(pgserver.free_port()), "MIGRATE_CONNECT_WAIT_SECONDS": "1", "MIGRATE_COMMAND": sh("true")}
-    res = run_runner(env)
+    env = base_env | {"DB_PORT": str(pgserver.free_port()), "MIGRATE_COMMAND": sh("true")}
+    # At least one refused attempt must end within the wait for a retry to be logged.
+    res = first_in_order(
+        lambda wait: run_runner(env | {"MIGRATE_CONNECT_WAIT_SECONDS": f"{wait:g}"}),
+        (0.2, 1),
+        lambda res: "database not reachable yet" in res.stdout,
+    )
     assert res.code == 81
     line = only_line(res)
     assert "cannot connect to 127.0.0.1:" in line and "refused" in line and "MIGRATE_CONNECT_WAIT_SECONDS" in line
@@ -106,7 +111,12 @@ def test_deadline_stops_the_command_releases_the_lock_and_exits_84(
     pg: pgserver.PgServer, database: str, base_env: dict[str, str], start_runner: StartRunner
 ) -> None:
     script = 'trap "echo command-got-TERM; exit 0" TERM; echo ready; while :; do sleep 0.05; done'
-    res = start_runner(base_env | {"MIGRATE_DEADLINE_SECONDS": "1.5", "MIGRATE_COMMAND": sh(script)}).wait(timeout=20)
+
+    def attempt(seconds: float) -> Result:
+        return start_runner(base_env | {"MIGRATE_DEADLINE_SECONDS": f"{seconds:g}", "MIGRATE_COMMAND": sh(script)}).wait(timeout=20)
+
+    # The command must be running (its trap set: "ready") when the deadline comes.
+    res = first_in_order(attempt, (0.2, 1.5), lambda res: "ready" in res.stdout.splitlines())
     assert res.code == 84
     assert "MIGRATE_DEADLINE_SECONDS" in only_line(res)
     assert "command-got-TERM" in res.stdout  # stopped the way ECS would stop it: SIGTERM first
@@ -121,8 +131,13 @@ def test_deadline_while_waiting_for_the_lock_exits_84(
     key = int(base_env["MIGRATE_LOCK_KEY"])
     with pg.admin(database) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (key,))
-        env = base_env | {"MIGRATE_DEADLINE_SECONDS": "1", "MIGRATE_COMMAND": shlex.join(["touch", str(marker)])}
-        res = run_runner(env)
+        env = base_env | {"MIGRATE_COMMAND": shlex.join(["touch", str(marker)])}
+        # The runner must be waiting for the lock (connected, its first try refused) at the deadline.
+        res = first_in_order(
+            lambda seconds: run_runner(env | {"MIGRATE_DEADLINE_SECONDS": f"{seconds:g}"}),
+            (0.1, 1),
+            lambda res: "waiting for lock key" in res.stdout,
+        )
     assert res.code == 84
     assert "MIGRATE_DEADLINE_SECONDS reached while waiting for the lock" in only_line(res)
     assert not marker.exists()

@@ -5,6 +5,7 @@ MIGRATE_DEADLINE_AT and MIGRATE_ACTION, against a real PostgreSQL."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -19,7 +20,7 @@ from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 import pytest
 
 from testbed import pgserver
-from tests.migrate.runner_harness import PASSWORD, REPO, RUNNER, ForkedRunner, Result, advisory_locks
+from tests.migrate.runner_harness import PASSWORD, REPO, RUNNER, ForkServer, Result, advisory_locks, first_in_order
 from tests.migrate.test_migrate_runner import assert_no_secret, sh
 
 RunRunner = Callable[..., Result]
@@ -135,8 +136,8 @@ BAD: list[tuple[dict[str, str], str, str]] = [
 
 @pytest.mark.parametrize(("env", "variable"), [pytest.param(e, v, id=i) for e, v, i in BAD])
 def test_bad_input_is_a_configuration_error_in_one_line(env: dict[str, str], variable: str, ca: Path) -> None:
-    # The fork server (runner_harness.ForkedRunner) answers as `run` would, without an interpreter per case.
-    proc = ForkedRunner.shared().run({"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **with_ca(env, ca)})
+    # The fork server (runner_harness.ForkServer) answers as `run` would, without an interpreter per case.
+    proc = ForkServer.shared().run({"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **with_ca(env, ca)})
     stderr = proc.stderr.decode(errors="replace")
     assert proc.returncode == EXIT_CONFIG, stderr
     (line,) = stderr.strip().splitlines()
@@ -247,8 +248,13 @@ def test_a_command_code_in_the_reserved_range_exits_88(base_env: dict[str, str],
 
 def test_deadline_at_stops_the_command(pg: pgserver.PgServer, database: str, base_env: dict[str, str], run_runner: RunRunner) -> None:
     script = 'trap "echo command-got-TERM; exit 0" TERM; echo ready; while :; do sleep 0.05; done'
-    env = base_env | {"MIGRATE_DEADLINE_AT": str(int(time.time()) + 3), "MIGRATE_DEADLINE_SECONDS": "600", "MIGRATE_COMMAND": sh(script)}
-    res = run_runner(env, timeout=30)
+    env = base_env | {"MIGRATE_DEADLINE_SECONDS": "600", "MIGRATE_COMMAND": sh(script)}
+
+    def attempt(ahead: float) -> Result:  # whole seconds only: the next one at least `ahead` away
+        return run_runner(env | {"MIGRATE_DEADLINE_AT": str(math.ceil(time.time() + ahead))}, timeout=30)
+
+    # The command must be running (its trap set: "ready") when the deadline comes.
+    res = first_in_order(attempt, (0.2, 2), lambda res: "ready" in res.stdout.splitlines())
     assert res.code == 84
     assert "MIGRATE_DEADLINE_AT reached" in res.stderr_lines[0] and len(res.stderr_lines) == 1
     assert "command-got-TERM" in res.stdout

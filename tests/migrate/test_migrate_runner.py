@@ -26,6 +26,7 @@ from tests.migrate.runner_harness import (
     Result,
     Runner,
     advisory_locks,
+    first_in_order,
 )
 
 StartRunner = Callable[..., Runner]
@@ -266,7 +267,7 @@ def test_sigterm_to_a_command_that_ignores_it_kills_it_after_the_grace(
     start_runner: StartRunner,
 ) -> None:
     script = "trap '' TERM; echo ready; sleep 30"
-    env = base_env | {"MIGRATE_COMMAND": sh(script), "MIGRATE_STOP_GRACE_SECONDS": "0.5"}
+    env = base_env | {"MIGRATE_COMMAND": sh(script), "MIGRATE_STOP_GRACE_SECONDS": "0.2"}
     runner = start_runner(env)
     runner.wait_for_output("ready", whole_line=True)
     runner.signal(signal.SIGTERM)
@@ -314,27 +315,31 @@ def test_lock_wait_runs_out_with_code_4_naming_the_holder(
     tmp_path: Path,
 ) -> None:
     marker = tmp_path / "ran"
-    env = base_env | {
-        "MIGRATE_COMMAND": sh(f"touch {marker}"),
-        "MIGRATE_LOCK_WAIT_SECONDS": "1.2",
-        "MIGRATE_LOCK_LOG_SECONDS": "0.4",
-    }
+    env = base_env | {"MIGRATE_COMMAND": sh(f"touch {marker}")}
     del env["MIGRATE_LOCK_KEY"]  # the default key: a 64-bit value with the high half set
     default_key = int.from_bytes(b"migrate!", "big")
+    runs: list[tuple[float, float]] = []  # (wait, seconds it took): the result is the last run's
+
+    def attempt(wait: float) -> Result:
+        started = time.monotonic()
+        res = start_runner(env | {"MIGRATE_LOCK_WAIT_SECONDS": f"{wait:g}", "MIGRATE_LOCK_LOG_SECONDS": f"{wait / 3:g}"}).wait(timeout=10)
+        runs.append((wait, time.monotonic() - started))
+        return res
+
     with pg.admin(database) as holder:
         holder.execute("SET application_name = 'stuck-release-42'")
         holder.execute("SELECT pg_advisory_lock(%s)", (default_key,))
-        started = time.monotonic()
-        res = start_runner(env).wait(timeout=10)
-        elapsed = time.monotonic() - started
+        # A progress line needs one lock_timeout slice to end before the wait does.
+        res = first_in_order(attempt, (0.3, 1.2), lambda res: "still waiting for lock key" in res.stdout)
         holder_pid = holder.info.backend_pid
+    wait, took = runs[-1]
 
     assert res.code == 82
     assert not marker.exists()
-    assert 1.0 < elapsed < 8
+    assert 0.8 * wait < took < 8
     assert len(res.stderr_lines) == 1, res.stderr
     line = res.stderr_lines[0]
-    assert f"lock key {default_key} not acquired within 1.2 s" in line
+    assert f"lock key {default_key} not acquired within {wait:g} s" in line
     assert "MIGRATE_LOCK_WAIT_SECONDS" in line
     assert f"pid {holder_pid}" in line and "stuck-release-42" in line
     assert "Traceback" not in res.stderr
