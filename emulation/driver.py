@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -69,11 +69,27 @@ class Interpreter:
         return self.clients.fake
 
     def reset(self, fake: FakeAws | None = None) -> FakeAws:
+        """A new world for the next test: executions an earlier test left running are stopped, and
+        every thread of theirs runs to its end first (a state's thread outlives its stopped
+        execution by one poll): none may call the new fakes or hold the shared clock."""
+        self.stop_running()
+        if not interpreter.CLOCK.drain():
+            raise RuntimeError("threads of an earlier execution are still running after 30 s: the clock would be shared with them")
         self.clients.fake = fake or FakeAws()
         if self.migrate_roles:
             self.clients.fake.migrate_roles = self.migrate_roles
         interpreter.CLOCK.reset()
         return self.clients.fake
+
+    def stop_running(self) -> int:
+        """Stop every execution still running and wait for each to end; returns how many."""
+        backend = stepfunctions_parser_backends[ACCOUNT][REGION]
+        running = [execution for execution in backend._get_executions() if execution.exec_status == ExecutionStatus.RUNNING]
+        for execution in running:
+            execution.stop(stop_date=datetime.now(UTC), error=None, cause="left running by an earlier test")
+        for execution in running:
+            self.wait(execution.exec_arn)
+        return len(running)
 
     def machine(self, definition: dict[str, Any], name: str, *, as_machine: str | None = None, role_arn: str | None = None) -> str:
         """A machine running `definition`. With `as_machine` (a synthesized state machine's ARN) it

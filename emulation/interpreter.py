@@ -62,6 +62,7 @@ import json
 import os
 import pickle
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
@@ -184,8 +185,7 @@ class VirtualClock:
     # ---- waiting ----------------------------------------------------------------------------------
     def sleep(self, seconds: float) -> None:
         with self._cond:
-            deadline = self._now + max(0.0, float(seconds))
-            self._block(lambda: self._now >= deadline, deadline)
+            self._block(lambda: False, self._now + max(0.0, float(seconds)))
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
         """Block until `predicate()` (checked under the clock's lock, re-checked on every change)
@@ -193,17 +193,28 @@ class VirtualClock:
         with self._cond:
             if predicate():
                 return True
-            if timeout is None:
-                self._block(predicate, None)
-            else:
-                deadline = self._now + max(0.0, float(timeout))
-                self._block(lambda: predicate() or self._now >= deadline, deadline)
+            self._block(predicate, None if timeout is None else self._now + max(0.0, float(timeout)))
             return predicate()
 
     def notify(self) -> None:
         """Something a blocked thread may wait for has changed (an event was set)."""
         with self._cond:
             self._changed()
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Let every participant run to its end, time moving as it does while they wait (a state's
+        thread can outlive its stopped execution by one poll); False if some still remain after
+        `timeout` real seconds."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._waiters or self._active > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._advance_if_idle()
+                self._cond.notify_all()
+                self._cond.wait(min(remaining, 0.05))
+        return True
 
     def reset(self) -> None:
         """Time back to 0; threads still waiting keep their remaining wait."""
@@ -226,10 +237,17 @@ class VirtualClock:
         deadlines = [deadline for _, deadline in self._waiters.values() if deadline is not None]
         return min(deadlines) if deadlines else None
 
+    def _runnable(self, waiter: int) -> bool:
+        """The waiter's condition holds or its wake-up time has come. The wake-up time is read from
+        the waiter's entry, never kept aside: reset() moves it, and a copy kept from before a reset
+        would never come (time would stop at the moved one, for every participant)."""
+        done, deadline = self._waiters[waiter]
+        return done() or (deadline is not None and self._now >= deadline)
+
     def _advance_if_idle(self) -> None:
         # Idle: no participant runs, and none is about to (a waiter whose condition already holds,
         # an event just set, is runnable though it has not woken yet).
-        if self._active > 0 or any(done() for done, _ in self._waiters.values()):
+        if self._active > 0 or any(self._runnable(waiter) for waiter in self._waiters):
             return
         earliest = self._earliest()
         if earliest is not None and earliest > self._now:
@@ -246,7 +264,7 @@ class VirtualClock:
         self._active -= 1
         self._changed()
         try:
-            while not done():
+            while not self._runnable(waiter):
                 seen = self._version
                 self._cond.wait(self.STALL_SECONDS)
                 earliest = self._earliest()
@@ -254,7 +272,13 @@ class VirtualClock:
                 # blocked where the clock cannot see it. Move on rather than hang. Never while one
                 # runs: a slow step (a cold start, a loaded machine) is work, and jumping past it
                 # would time out an execution that AWS would not.
-                if not done() and self._version == seen and self._active == 0 and earliest is not None and earliest > self._now:
+                if (
+                    not self._runnable(waiter)
+                    and self._version == seen
+                    and self._active == 0
+                    and earliest is not None
+                    and earliest > self._now
+                ):
                     self._now = earliest
                     self.forced_jumps += 1
                     self._changed()

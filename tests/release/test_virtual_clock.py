@@ -110,3 +110,33 @@ def test_a_thread_that_is_not_a_participant_may_sleep() -> None:
     clock = VirtualClock()
     clock.sleep(42)
     assert clock.now() == 42 and clock.forced_jumps == 0
+
+
+def test_a_wait_across_a_reset_keeps_its_remaining_time_and_time_keeps_moving() -> None:
+    # reset() (each test's Interpreter.reset) moves a waiter's wake-up back with time; a waiter that
+    # compared time with its wake-up from before the reset never woke, and no other wait could
+    # move time past it: the next test that waited hung.
+    clock = VirtualClock()
+    clock.sleep(50)
+    woke: list[float] = []
+
+    def sleeper() -> None:
+        clock.thread_running()
+        try:
+            clock.sleep(100)  # wakes at 150, or at 100 after the reset below
+            woke.append(clock.now())
+        finally:
+            clock.thread_ended()
+
+    with clock.participating():  # time holds still while this thread works
+        clock.thread_starting()
+        threading.Thread(target=sleeper, daemon=True).start()
+        while not clock._waiters:
+            threading.Event().wait(0.001)
+        clock.reset()
+    after = threading.Thread(target=clock.sleep, args=(200,), daemon=True)  # the test's own wait
+    after.start()
+    after.join(30)
+    assert not after.is_alive(), "time stopped at the moved wake-up"
+    # The sleeper wakes 100 s after the reset; the later wait of 200 s ends 200 s after that.
+    assert woke == [100.0] and clock.now() == 300.0 and clock.forced_jumps == 0
