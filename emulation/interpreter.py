@@ -56,6 +56,7 @@ transitions is what AWS would count.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import importlib
 import json
@@ -508,20 +509,36 @@ def _load_or_parse(definition: str) -> bytes:
         return pickle.dumps(AmazonStateLanguageParser.parse(definition)[0], protocol=pickle.HIGHEST_PROTOCOL)
     key = hashlib.sha256(f"{metadata.version('moto')}\0{definition}".encode()).hexdigest()[:32]
     path = ASL_CACHE / f"{key}.pickle"
-    with contextlib.suppress(Exception):  # missing, half-written by a process that died, or unreadable
-        pickled = path.read_bytes()
-        pickle.loads(pickled)  # noqa: S301 - written by this function only
+    with _parsing(path.with_suffix(".lock")):  # a process parsing this definition: wait, then read its result
+        with contextlib.suppress(Exception):  # missing, half-written by a process that died, or unreadable
+            pickled = path.read_bytes()
+            pickle.loads(pickled)  # noqa: S301 - written by this function only
+            return pickled
+        pickled = pickle.dumps(AmazonStateLanguageParser.parse(definition)[0], protocol=pickle.HIGHEST_PROTOCOL)
+        with contextlib.suppress(OSError):
+            entries = sorted(ASL_CACHE.glob("*.pickle"), key=lambda entry: entry.stat().st_mtime)
+            for stale in entries[: max(0, len(entries) - _ASL_CACHE_KEPT)]:
+                stale.unlink(missing_ok=True)
+                stale.with_suffix(".lock").unlink(missing_ok=True)
+            temporary = path.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_bytes(pickled)
+            os.replace(temporary, path)  # atomic: a reader sees a whole program or none
         return pickled
-    pickled = pickle.dumps(AmazonStateLanguageParser.parse(definition)[0], protocol=pickle.HIGHEST_PROTOCOL)
-    with contextlib.suppress(OSError):
+
+
+@contextmanager
+def _parsing(lock_path: Path) -> Iterator[None]:
+    """One process at a time parses a definition (pytest's workers start together on a cold cache
+    and would each spend the same second on it); without a writable cache folder, no lock."""
+    try:
         ASL_CACHE.mkdir(parents=True, exist_ok=True)
-        entries = sorted(ASL_CACHE.glob("*.pickle"), key=lambda entry: entry.stat().st_mtime)
-        for stale in entries[: max(0, len(entries) - _ASL_CACHE_KEPT)]:
-            stale.unlink(missing_ok=True)
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_bytes(pickled)
-        os.replace(temporary, path)  # atomic: a reader sees a whole program or none
-    return pickled
+        lock = lock_path.open("a")
+    except OSError:
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        yield
 
 
 class _CachedParser:
