@@ -19,6 +19,30 @@ if TYPE_CHECKING:
 os.environ["PATH"] = f"{Path(__file__).resolve().parent.parent / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return  # pytest-xdist's controller: it runs no test
+    _share_botocore_files()
+
+
+def _share_botocore_files() -> None:
+    """Each botocore Session has its own loader, which parses the endpoints and the service models
+    again: moto's EC2 module alone makes three Sessions at import (0.4 s of every test process).
+    One parse per file and process; botocore treats a loaded file as read-only (its own loader
+    returns one cached object to every caller)."""
+    from botocore import loaders  # noqa: PLC0415 - not in the controller
+
+    parsed: dict[str, Any] = {}
+    load_file = loaders.JSONFileLoader.load_file
+
+    def load_file_once(self: Any, file_path: str) -> Any:
+        if file_path not in parsed:
+            parsed[file_path] = load_file(self, file_path)
+        return parsed[file_path]
+
+    loaders.JSONFileLoader.load_file = load_file_once
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """What is loaded by now (jsii's object graph, the CDK, moto, every test module) stays for the
     whole session: out of the collector's sight, no collection scans it again."""
