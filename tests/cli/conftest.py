@@ -78,6 +78,14 @@ def _cli_iam_session(templates: dict[str, dict[str, Any]]) -> Iterator[CliIam]:
     evaluator.close()
 
 
+# The CLI's clients, made once per session, service and region for the whole test process: a
+# client costs milliseconds to make (most of a short command here), and one made for an earlier
+# test answers the same (moto's state is reset per test; no CLI test retries, so the standard
+# retry mode's quota is never drawn on; a test's own boto3.Session gets its own clients).
+_CLI_CLIENTS: dict[tuple[Any, str, str], Any] = {}
+_OWN_CLIENTS: dict[tuple[str, str], Any] = {}
+
+
 @pytest.fixture(autouse=True)
 def cli_iam(_cli_iam_session: CliIam, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliIam]:
     """Every client the CLI makes is authorized (as the deploy role unless `run` says otherwise);
@@ -87,11 +95,13 @@ def cli_iam(_cli_iam_session: CliIam, monkeypatch: pytest.MonkeyPatch) -> Iterat
     original = Aws.client
 
     def client(self: Aws, service: str) -> Any:
-        fresh = service not in self._clients
-        made = original(self, service)
-        if fresh:
-            iam.attach(made)
-        return made
+        if service not in self._clients:
+            key = (self.session, service, self.env.region)
+            if key not in _CLI_CLIENTS:
+                _CLI_CLIENTS[key] = original(self, service)
+                iam.attach(_CLI_CLIENTS[key])
+            self._clients[service] = _CLI_CLIENTS[key]
+        return self._clients[service]
 
     monkeypatch.setattr(Aws, "client", client)
     yield iam
@@ -142,15 +152,14 @@ def aws() -> Iterator[None]:
     # is active: the CLI's machine is a stand-in that ScriptedReleases drives. (A nested mock_aws's
     # own config would outlive it: moto restores config only when the outermost mock stops.)
     no_interpreter = {"stepfunctions": {**default_user_config.get("stepfunctions", {}), "execute_state_machine": False}}
+
     # Each mock_aws sets boto3's default session aside; the tests' own boto3.client calls then get
     # the shared session, not a new one that loads every service model again (most of a test's setup).
-    # The tests' own clients (setup and inspection, never the CLI's) are made once per test.
-    own_clients: dict[tuple[str, str], Any] = {}
-
+    # The tests' own clients (setup and inspection, never the CLI's): made once, as the CLI's are.
     def client(service: str, region_name: str) -> Any:
-        if (service, region_name) not in own_clients:
-            own_clients[service, region_name] = _SESSION.client(service, region_name=region_name)
-        return own_clients[service, region_name]
+        if (service, region_name) not in _OWN_CLIENTS:
+            _OWN_CLIENTS[service, region_name] = _SESSION.client(service, region_name=region_name)
+        return _OWN_CLIENTS[service, region_name]
 
     with (
         mock_aws(),
