@@ -49,6 +49,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     gc.freeze()
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The process is about to end: pytest's last full collection (made to report exceptions from
+    finalizers) would scan every object the session left, for half a second per worker."""
+    gc.freeze()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _fewer_garbage_collections() -> Iterator[None]:
     """moto, boto3 and the interpreter allocate a lot per test, almost all of it freed by reference
