@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -24,21 +25,33 @@ def test_the_committed_definitions_are_current(name: str, fixture: str, request:
     assert ASL_FILES[name].read_text() == asl_text(request.getfixturevalue(fixture)), f"{ASL_FILES[name].name} is out of date: {FIX}"
 
 
-def test_asl_validator_accepts_the_committed_definitions() -> None:
-    validator = ROOT / "node_modules" / ".bin" / "asl-validator"
-    paths = [argument for path in ASL_FILES.values() for argument in ("--json-path", str(path))]
-    result = subprocess.run([str(validator), *paths], capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("is valid") == len(ASL_FILES), result.stdout
-
-
-def test_asl_validator_rejects_a_broken_definition(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def validated(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
+    """One asl-validator run (Node starts once) over the committed definitions and a broken one:
+    the validator reports each file on its own line."""
     # The gate can fail: a Next that names no state is refused.
-    broken = tmp_path / "broken.asl.json"
+    broken = tmp_path_factory.mktemp("asl") / "broken.asl.json"
     broken.write_text('{"QueryLanguage": "JSONata", "StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "Nowhere"}}}')
+    paths = [argument for path in [*ASL_FILES.values(), broken] for argument in ("--json-path", str(path))]
     validator = ROOT / "node_modules" / ".bin" / "asl-validator"
-    result = subprocess.run([str(validator), "--json-path", str(broken)], capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode != 0
+    return subprocess.run([str(validator), *paths], capture_output=True, text=True, timeout=120, check=False)
+
+
+def _verdicts(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    """File name -> "valid" / "invalid", from the validator's lines."""
+    found = re.findall(r'State machine definition "([^"]+)" is (valid|invalid)', result.stdout + result.stderr)
+    return {Path(path).name: verdict for path, verdict in found}
+
+
+def test_asl_validator_accepts_the_committed_definitions(validated: subprocess.CompletedProcess[str]) -> None:
+    verdicts = _verdicts(validated)
+    assert {path.name: verdicts.get(path.name) for path in ASL_FILES.values()} == {path.name: "valid" for path in ASL_FILES.values()}, (
+        validated.stdout + validated.stderr
+    )
+
+
+def test_asl_validator_rejects_a_broken_definition(validated: subprocess.CompletedProcess[str]) -> None:
+    assert validated.returncode != 0 and _verdicts(validated).get("broken.asl.json") == "invalid", validated.stdout + validated.stderr
 
 
 def test_the_diagram_shows_every_state_and_the_failure_paths(definition: dict[str, Any]) -> None:
