@@ -450,6 +450,8 @@ def test_services_with_100_verbose_events_each_are_checked_within_the_task_resul
         return public
 
     monkeypatch.setattr(fake, "_public_service", verbose)
+    for app in APPS:  # one rollout poll each is enough to see each result's size (the default is 12)
+        fake.rollouts[app.service] = RolloutPlan(rollout_seconds=10)
     apps = [app.key for app in APPS]
     result = sfn.run(machine, {"imageTag": TAG, "services": apps, "migrate": False})
     assert result.status == "SUCCEEDED", (result.error, result.cause)
