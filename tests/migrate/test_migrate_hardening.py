@@ -9,8 +9,6 @@ import math
 import os
 import re
 import shlex
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +18,7 @@ from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 import pytest
 
 from testbed import pgserver
-from tests.migrate.runner_harness import PASSWORD, REPO, RUNNER, ForkServer, Result, advisory_locks, first_in_order
+from tests.migrate.runner_harness import PASSWORD, ForkServer, Result, advisory_locks, first_in_order
 from tests.migrate.test_migrate_runner import assert_no_secret, sh
 
 RunRunner = Callable[..., Result]
@@ -42,18 +40,6 @@ NO_PARTS = {k: v for k, v in BASE.items() if not k.startswith("DB_") or k.starts
 
 def url(query: str, password: str = ENC) -> dict[str, str]:
     return NO_PARTS | {"DATABASE_URL": f"postgresql://owner:{password}@db.internal.example/app?{query}"}
-
-
-def run(env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, str(RUNNER)],
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
-        cwd=str(REPO),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
 
 
 def with_ca(env: dict[str, str], ca: Path) -> dict[str, str]:
@@ -136,7 +122,7 @@ BAD: list[tuple[dict[str, str], str, str]] = [
 
 @pytest.mark.parametrize(("env", "variable"), [pytest.param(e, v, id=i) for e, v, i in BAD])
 def test_bad_input_is_a_configuration_error_in_one_line(env: dict[str, str], variable: str, ca: Path) -> None:
-    # The fork server (runner_harness.ForkServer) answers as `run` would, without an interpreter per case.
+    # The fork server (runner_harness.ForkServer) answers as a new `python runner.py` would (test_migrate_config.py proves it), without an interpreter per case.
     proc = ForkServer.shared().run({"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **with_ca(env, ca)})
     stderr = proc.stderr.decode(errors="replace")
     assert proc.returncode == EXIT_CONFIG, stderr
