@@ -4,9 +4,9 @@ synthesized app's shape. A plain module, so it is imported once (conftest.py is 
 One synthesis serves every test process: the first pytest worker that needs the templates
 synthesizes the app into a cache folder named by a hash of everything synthesis reads (our sources,
 the config, the library versions); the other workers, and later sessions with the same sources,
-read the cloud assembly from there. Only a test that asks for the constructs themselves
-(`Synthesized.environments`) builds the app in its own process, and that build is checked against
-the cached templates, so a stale cache fails loudly instead of passing quietly.
+read the cloud assembly from there. What a test needs of the constructs themselves (the release
+definitions as built, before CDK writes them) is written beside the assembly at synthesis, so no
+process builds the app a second time.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from aws_cdk import App
 from aws_cdk.assertions import Template
 
 from config import EnvironmentConfig, load_config
-from stacks import EnvironmentStacks, add_environments
+from stacks import add_environments
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,7 +49,7 @@ def session_configs() -> list[EnvironmentConfig]:
     return [load_config(name) for name in ENVIRONMENTS]
 
 
-def session_app(outdir: Path) -> tuple[App, dict[str, EnvironmentStacks]]:
+def session_app(outdir: Path) -> None:
     """Every session environment in one app, synthesized into `outdir`.
 
     With cdk.json's context (the feature flags), as `cdk synth` passes it, so the tests see the
@@ -68,7 +68,6 @@ def session_app(outdir: Path) -> tuple[App, dict[str, EnvironmentStacks]]:
         for name, stacks in environments.items()
     }
     (outdir / CONSTRUCT_DEFINITIONS).write_text(json.dumps(definitions))
-    return app, environments
 
 
 def read_templates(assembly: Path) -> dict[str, dict[str, Any]]:
@@ -113,13 +112,11 @@ def _prune(keep: Path) -> None:
 
 
 class Synthesized:
-    """The session's synthesis: templates from the shared cloud assembly, constructs on demand."""
+    """The session's synthesis: templates and construct definitions from the shared cloud assembly."""
 
-    def __init__(self, outdir: Path, private_dir: Path, live: tuple[App, dict[str, EnvironmentStacks]] | None = None) -> None:
+    def __init__(self, outdir: Path) -> None:
         self.outdir = outdir  # a complete cloud assembly; shared, so read it, never write to it
-        self._private_dir = private_dir  # where this process synthesizes, if it must
         self.templates = read_templates(outdir)  # stack name -> template
-        self._live = live
         self._stack_names = {(config.env_name, unit): config.stack_name(unit) for config in session_configs() for unit in UNITS}
         self._parsed: dict[str, Template] = {}
 
@@ -127,29 +124,19 @@ class Synthesized:
     def shared(cls, private_dir: Path) -> Synthesized:
         """The cached synthesis of the current sources, made by this process if nobody has yet."""
         if os.environ.get("SYNTH_CACHE") == "off":
-            return cls(private_dir, private_dir, live=session_app(private_dir))
+            session_app(private_dir)
+            return cls(private_dir)
         CACHE_ROOT.mkdir(parents=True, exist_ok=True)
         entry = CACHE_ROOT / source_key()
-        live = None
         with _exclusive(entry.with_suffix(".lock")):
             if not (entry / "manifest.json").exists():
-                live = session_app(private_dir)  # this process keeps its constructs: no second build
+                session_app(private_dir)
                 staging = Path(tempfile.mkdtemp(prefix=f"{entry.name}-", dir=CACHE_ROOT))
                 shutil.copytree(private_dir, staging, dirs_exist_ok=True)
                 shutil.rmtree(entry, ignore_errors=True)
                 staging.rename(entry)  # atomic: a reader sees a whole assembly or none
                 _prune(keep=entry)
-        return cls(entry, private_dir, live=live)
-
-    @cached_property
-    def _constructs(self) -> tuple[App, dict[str, EnvironmentStacks]]:
-        if self._live is not None:
-            return self._live
-        app, environments = session_app(self._private_dir)
-        own = read_templates(self._private_dir)
-        if own != self.templates:
-            raise AssertionError(f"the synthesis cache {self.outdir} differs from a fresh synthesis: delete it and report a missing input")
-        return app, environments
+        return cls(entry)
 
     @cached_property
     def construct_definitions(self) -> dict[str, dict[str, Any]]:
@@ -157,14 +144,6 @@ class Synthesized:
         them (None values kept), written when the app was synthesized."""
         loaded: dict[str, dict[str, Any]] = json.loads((self.outdir / CONSTRUCT_DEFINITIONS).read_text())
         return loaded
-
-    @property
-    def app(self) -> App:
-        return self._constructs[0]
-
-    @property
-    def environments(self) -> dict[str, EnvironmentStacks]:
-        return self._constructs[1]
 
     def stack_name(self, env_name: str, unit: str) -> str:
         return self._stack_names[(env_name, unit)]
