@@ -81,15 +81,14 @@ class Interpreter:
         interpreter.CLOCK.reset()
         return self.clients.fake
 
-    def stop_running(self) -> int:
-        """Stop every execution still running and wait for each to end; returns how many."""
+    def stop_running(self) -> None:
+        """Stop every execution still running and wait for each to end."""
         backend = stepfunctions_parser_backends[ACCOUNT][REGION]
         running = [execution for execution in backend._get_executions() if execution.exec_status == ExecutionStatus.RUNNING]
         for execution in running:
             execution.stop(stop_date=datetime.now(UTC), error=None, cause="left running by an earlier test")
         for execution in running:
             self.wait(execution.exec_arn)
-        return len(running)
 
     def machine(self, definition: dict[str, Any], name: str, *, as_machine: str | None = None, role_arn: str | None = None) -> str:
         """A machine running `definition`. With `as_machine` (a synthesized state machine's ARN) it
