@@ -44,9 +44,10 @@ each covered by tests/release/test_release_interpreter.py:
    raised by the Task that was running when it was stopped overwrites the stop, and the execution
    ends FAILED through the definition's Catch (a race: it showed as a flaky test).
 
-Two more, for speed only (same behaviour): JSONata expressions are compiled once and evaluated with
-$states and the variables bound as values, and a definition is parsed once (each execution runs a
-deep copy of the parsed program).
+For speed only (same behaviour): JSONata expressions are compiled once and evaluated with $states
+and the variables bound as values, a definition is parsed once (each execution runs its own copy
+of the parsed program), and the JSONPath of a ResultPath is parsed once (moto parses "$" again,
+with a freshly built PLY parser, at every state).
 
 Time is virtual: Retry intervals, Wait states and TimeoutSeconds advance a clock
 (`CLOCK`) instead of sleeping, so a 30-minute rollout takes milliseconds and the number of
@@ -57,6 +58,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import importlib
 import json
@@ -78,6 +80,7 @@ from moto.stepfunctions.parser.asl.component.common.error_name.error_name import
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent, FailureEventException
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.common.string.string_expression import StringJSONata
 from moto.stepfunctions.parser.asl.component.intrinsic.jsonata import get_intrinsic_functions_declarations
@@ -394,13 +397,21 @@ def _compiled(expression: str) -> Any:
         return _COMPILED[expression]
 
 
+@functools.cache
+def _bindable(expression: str) -> bool:
+    """Whether the expression needs none of the AWS-specific functions moto declares in front of
+    it. Raises, as moto does at every evaluation, on a reference the States language forbids (a
+    call that raises is not cached)."""
+    references = extract_jsonata_variable_references(expression)
+    return not get_intrinsic_functions_declarations(variable_references=references)
+
+
 def _evaluate_with_bindings(self: StringJSONata, env: Any) -> bool:
     """Speed: evaluate the expression, compiled once, with $states and the variables
     bound as values, instead of moto's way (every variable serialised into declarations in front
     of the expression, and the whole text parsed again at every evaluation). Same semantics; not
     used (False) when the expression needs one of the AWS-specific functions moto declares."""
-    references = extract_jsonata_variable_references(self.expression)
-    if get_intrinsic_functions_declarations(variable_references=references):
+    if not _bindable(self.expression):
         return False
     compiled = _compiled(self.expression)
     store = env.variable_store
@@ -555,6 +566,11 @@ def _evaluation_entrypoint(self: execution_worker.ExecutionWorker) -> Any:
     execution start; an unpickled copy of the parsed program is the same program, far faster.
     A copy per execution: states keep per-evaluation fields (a Choice's next state)."""
     return _parsed(self._evaluation_details.state_machine_details.definition)
+
+
+# ---- speed: a ResultPath's JSONPath is parsed once ----------------------------------------------------
+# jsonpath_ng builds a new PLY parser for every parse; a parsed path is not changed by its use.
+_parsed_json_path = functools.lru_cache(maxsize=256)(importlib.import_module("jsonpath_ng").parse)
 
 
 # ---- virtual time for Wait states -------------------------------------------------------------------
@@ -717,6 +733,7 @@ def install(client_factory: Callable[[str, str], Any]) -> None:
         (WaitFunction, "_wait_interval", _wait_interval),
         (execution_worker.ExecutionWorker, "_get_evaluation_entrypoint", _evaluation_entrypoint),
         (parser_models, "AmazonStateLanguageParser", _CachedParser),
+        (result_path, "parse", _parsed_json_path),
     ]
     for target, attribute, value in patches:
         assert hasattr(target, attribute), f"moto changed: {target.__name__}.{attribute} is gone"
