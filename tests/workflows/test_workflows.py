@@ -206,7 +206,9 @@ def _check_subject_step(workflow: str = "deploy.yml", job: str = "plan") -> dict
 def test_the_diff_checks_the_review_roles_subject_before_assuming_it(tmp_path: Path, subject: str, ok: bool) -> None:
     import base64  # noqa: PLC0415
 
-    payload = base64.urlsafe_b64encode(json.dumps({"sub": subject}).encode()).decode().rstrip("=")
+    # The first claim's bytes encode to base64url's own "_" and "-" (not "/" and "+"): the step must map them.
+    payload = base64.urlsafe_b64encode(json.dumps({"x": "???>>>", "sub": subject}).encode()).decode().rstrip("=")
+    assert "_" in payload and "-" in payload
     _stub(tmp_path / "bin", "curl", tmp_path / "curl.log", stdout=json.dumps({"value": f"h.{payload}.s"}))
     step = _check_subject_step("pr-diff.yml", "diff")
     expected = (
@@ -238,7 +240,10 @@ def test_the_plan_checks_the_oidc_subject_before_assuming_the_role(tmp_path: Pat
     def part(data: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
-    token = f"{part({'alg': 'RS256'})}.{part({'sub': subject, 'aud': 'sts.amazonaws.com'})}.sig"
+    # The first claim's bytes encode to base64url's own "_" and "-" (not "/" and "+"): the step must map them.
+    payload = part({"x": "???>>>", "sub": subject, "aud": "sts.amazonaws.com"})
+    assert "_" in payload and "-" in payload
+    token = f"{part({'alg': 'RS256'})}.{payload}.sig"
     _stub(tmp_path / "bin", "curl", tmp_path / "curl.log", stdout=json.dumps({"value": token}))
     step = _check_subject_step()
     expected = step["env"]["EXPECTED"].replace("${{ github.repository }}", "o/r").replace("${{ steps.env.outputs.deploy_branch }}", "main")
