@@ -410,21 +410,23 @@ def _run_step(script: str, cwd: Path, env: dict[str, str]) -> subprocess.Complet
     )
 
 
+_GIT_ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
+    # A throwaway repository needs no housekeeping: no `git maintenance run --auto` after each commit.
+    "GIT_CONFIG_COUNT": "2",
+    "GIT_CONFIG_KEY_0": "maintenance.auto",
+    "GIT_CONFIG_VALUE_0": "false",
+    "GIT_CONFIG_KEY_1": "gc.auto",
+    "GIT_CONFIG_VALUE_1": "0",
+}
+
+
 def _git(repo: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={
-            **os.environ,
-            "GIT_AUTHOR_NAME": "t",
-            "GIT_AUTHOR_EMAIL": "t@example.com",
-            "GIT_COMMITTER_NAME": "t",
-            "GIT_COMMITTER_EMAIL": "t@example.com",
-        },
-    )
+    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True, env=_GIT_ENV)
     return result.stdout.strip()
 
 
@@ -438,13 +440,19 @@ def _commit(repo: Path, files: dict[str, str]) -> str:
     return _git(repo, "rev-parse", "HEAD")
 
 
-@pytest.fixture
-def monorepo(tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
+@pytest.fixture(scope="module")
+def first_commit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The app monorepo's first commit, made once: each test gets a copy (files only, no git process)."""
+    repo = tmp_path_factory.mktemp("monorepo") / "repo"
     repo.mkdir()
-    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "init", "-q", "--template=", "-b", "main")  # no sample hooks to copy
     _commit(repo, {f"apps/{a}/index.ts": "v1" for a in ("api", "admin", "investor", "issuer", "landing")} | {"packages/ui/index.ts": "v1"})
     return repo
+
+
+@pytest.fixture
+def monorepo(first_commit: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(first_commit, tmp_path / "repo", symlinks=True))
 
 
 def _decide(
