@@ -441,7 +441,7 @@ def _commit(repo: Path, files: dict[str, str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def first_commit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def monorepo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The app monorepo's first commit, made once: each test gets a copy (files only, no git process)."""
     repo = tmp_path_factory.mktemp("monorepo") / "repo"
     repo.mkdir()
@@ -451,8 +451,8 @@ def first_commit(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def monorepo(first_commit: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(first_commit, tmp_path / "repo", symlinks=True))
+def monorepo(monorepo_template: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(monorepo_template, tmp_path / "repo", symlinks=True))
 
 
 def _decide(
