@@ -45,7 +45,8 @@ def _node() -> list[str]:
 
 @functools.cache
 def _parsed(name: str) -> dict[Any, Any]:
-    document = yaml.safe_load((REPO / ".github" / "workflows" / name).read_text())
+    # libyaml's parser (the same safe loader and resolver: `on` is True there too), 15 ms -> 2 ms a file.
+    document = yaml.load((REPO / ".github" / "workflows" / name).read_text(), Loader=yaml.CSafeLoader)
     assert isinstance(document, dict)
     return document
 
@@ -111,7 +112,7 @@ def test_no_long_lived_keys_no_vpc_ids(path: Path) -> None:
 def test_steps_run_in_bash_with_pipefail(path: Path) -> None:
     """The shell steps are written for (and tested under) `bash -eo pipefail`: GitHub's default for
     an unspecified shell is `bash -e` only, so each workflow names bash as its default."""
-    workflow = yaml.safe_load(path.read_text())
+    workflow = _load(path.name)
     assert workflow["defaults"]["run"]["shell"] == "bash"
     for job in workflow["jobs"].values():
         assert "shell" not in job.get("defaults", {}).get("run", {})
