@@ -267,7 +267,8 @@ def test_sigterm_to_a_command_that_ignores_it_kills_it_after_the_grace(
     start_runner: StartRunner,
 ) -> None:
     script = "trap '' TERM; echo ready; sleep 30"
-    env = base_env | {"MIGRATE_COMMAND": sh(script), "MIGRATE_STOP_GRACE_SECONDS": "0.2"}
+    # The command ignores SIGTERM for good: any grace ends in SIGKILL, a short one sooner.
+    env = base_env | {"MIGRATE_COMMAND": sh(script), "MIGRATE_STOP_GRACE_SECONDS": "0.05"}
     runner = start_runner(env)
     runner.wait_for_output("ready", whole_line=True)
     runner.signal(signal.SIGTERM)
