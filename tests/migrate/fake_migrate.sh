@@ -21,36 +21,42 @@ if [ -n "${STATE_DIR:-}" ]; then
     echo "start $(date +%s.%N) $$" >>"$STATE_DIR/journal"
 fi
 
-# A quoted psql/SQL literal: ' doubled.
-quoted() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/''/g")"; }
+# REPLY := $1 as a quoted psql/SQL literal (' doubled), in the shell itself: no process per name.
+quote() {
+    REPLY= rest=$1
+    while :; do
+        case $rest in
+            *\'*) REPLY="$REPLY${rest%%\'*}''" rest=${rest#*\'} ;;
+            *) break ;;
+        esac
+    done
+    REPLY="'$REPLY$rest'"
+}
 
 script() {
     echo "CREATE TABLE IF NOT EXISTS schema_migrations (
         version text PRIMARY KEY,
         applied_at timestamptz NOT NULL DEFAULT clock_timestamp());"
     for file in "$migrations"/*.sql; do
-        name=$(basename "$file" .sql)
-        version=$(quoted "$name")
+        name=${file##*/}
+        name=${name%.sql}
+        quote "$name"; version=$REPLY
+        quote "$file"; path=$REPLY
+        quote "already applied: $name"; skipped=$REPLY
+        quote "applied: $name"; applied=$REPLY
         # An error in the file stops psql (ON_ERROR_STOP) inside the open transaction: nothing of
         # it, nor its row, is committed, and nothing after it runs.
-        cat <<EOF
-SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $version) AS done \gset
-\if :done
-\echo $(quoted "already applied: $name")
-\else
-BEGIN;
-\i $(quoted "$file")
-INSERT INTO schema_migrations (version) VALUES ($version);
-COMMIT;
-\echo $(quoted "applied: $name")
-\endif
-EOF
+        printf '%s\n' \
+            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $version) AS done \\gset" \
+            '\if :done' "\\echo $skipped" '\else' \
+            'BEGIN;' "\\i $path" "INSERT INTO schema_migrations (version) VALUES ($version);" 'COMMIT;' \
+            "\\echo $applied" '\endif'
     done
 }
 
 script | psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" -f -
 
-sleep "${HOLD_SECONDS:-0}"
+[ -z "${HOLD_SECONDS:-}" ] || sleep "$HOLD_SECONDS"
 
 if [ -n "${STATE_DIR:-}" ]; then
     echo "end $(date +%s.%N) $$" >>"$STATE_DIR/journal"
