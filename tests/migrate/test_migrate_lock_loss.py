@@ -104,8 +104,8 @@ def test_session_terminated_by_the_server(
 
 
 def test_heartbeats_answered_through_a_long_command_end_in_success(base_env: dict[str, str], start_runner: StartRunner) -> None:
-    # A heartbeat every 25 ms through a 0.2 s command: eight of them.
-    env = base_env | {"MIGRATE_HEARTBEAT_SECONDS": "0.025", "MIGRATE_HEARTBEAT_TIMEOUT_SECONDS": "2", "MIGRATE_COMMAND": "sleep 0.2"}
+    # A heartbeat every 12.5 ms through a 0.1 s command: eight of them (a round trip here is ~1 ms).
+    env = base_env | {"MIGRATE_HEARTBEAT_SECONDS": "0.0125", "MIGRATE_HEARTBEAT_TIMEOUT_SECONDS": "2", "MIGRATE_COMMAND": "sleep 0.1"}
     res = start_runner(env).wait(timeout=20)
     assert res.code == 0, res.stdout + res.stderr
     assert "released (held by this session throughout)" in res.stdout
