@@ -1,8 +1,9 @@
 #!/bin/sh
 # Stand-in for `prisma migrate deploy` in the runner's tests (Prisma's engines cannot be
-# downloaded here). Like Prisma it reads DATABASE_URL and is idempotent: it applies each
-# MIGRATIONS_DIR/*.sql file once, in name order, each in one transaction together with its row
-# in schema_migrations.
+# downloaded here). Like Prisma it reads DATABASE_URL, holds one session for the whole run and is
+# idempotent: it applies each MIGRATIONS_DIR/*.sql file once, in name order, each in one
+# transaction together with its row in schema_migrations. One psql reads a script written here
+# (one connection instead of one per step: each TLS + SCRAM login costs a process and ~40 ms).
 #
 # Test hooks:
 #   STATE_DIR     if set: "mkdir STATE_DIR/inside" must succeed (it fails when another command
@@ -12,8 +13,6 @@ set -eu
 migrations=${1:?usage: fake_migrate.sh MIGRATIONS_DIR}
 : "${DATABASE_URL:?DATABASE_URL is not set}"
 
-run_psql() { psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" "$@"; }
-
 if [ -n "${STATE_DIR:-}" ]; then
     if ! mkdir "$STATE_DIR/inside" 2>/dev/null; then
         echo "OVERLAP: another migration command is running" >&2
@@ -22,21 +21,42 @@ if [ -n "${STATE_DIR:-}" ]; then
     echo "start $(date +%s.%N) $$" >>"$STATE_DIR/journal"
 fi
 
-run_psql -c "CREATE TABLE IF NOT EXISTS schema_migrations (
-    version text PRIMARY KEY,
-    applied_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+# REPLY := $1 as a quoted psql/SQL literal (' doubled), in the shell itself: no process per name.
+quote() {
+    REPLY= rest=$1
+    while :; do
+        case $rest in
+            *\'*) REPLY="$REPLY${rest%%\'*}''" rest=${rest#*\'} ;;
+            *) break ;;
+        esac
+    done
+    REPLY="'$REPLY$rest'"
+}
 
-for file in "$migrations"/*.sql; do
-    version=$(basename "$file" .sql)
-    if [ -n "$(run_psql -At -c "SELECT 1 FROM schema_migrations WHERE version = '$version'")" ]; then
-        echo "already applied: $version"
-    else
-        run_psql -1 -f "$file" -c "INSERT INTO schema_migrations (version) VALUES ('$version')"
-        echo "applied: $version"
-    fi
-done
+script() {
+    echo "CREATE TABLE IF NOT EXISTS schema_migrations (
+        version text PRIMARY KEY,
+        applied_at timestamptz NOT NULL DEFAULT clock_timestamp());"
+    for file in "$migrations"/*.sql; do
+        name=${file##*/}
+        name=${name%.sql}
+        quote "$name"; version=$REPLY
+        quote "$file"; path=$REPLY
+        quote "already applied: $name"; skipped=$REPLY
+        quote "applied: $name"; applied=$REPLY
+        # An error in the file stops psql (ON_ERROR_STOP) inside the open transaction: nothing of
+        # it, nor its row, is committed, and nothing after it runs.
+        printf '%s\n' \
+            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $version) AS done \\gset" \
+            '\if :done' "\\echo $skipped" '\else' \
+            'BEGIN;' "\\i $path" "INSERT INTO schema_migrations (version) VALUES ($version);" 'COMMIT;' \
+            "\\echo $applied" '\endif'
+    done
+}
 
-sleep "${HOLD_SECONDS:-0}"
+script | psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" -f -
+
+[ -z "${HOLD_SECONDS:-}" ] || sleep "$HOLD_SECONDS"
 
 if [ -n "${STATE_DIR:-}" ]; then
     echo "end $(date +%s.%N) $$" >>"$STATE_DIR/journal"

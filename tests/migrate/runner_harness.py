@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import IO, Protocol
+from typing import IO, Protocol, TypeVar
 
 import pytest
 
@@ -40,6 +40,8 @@ ROLE = "migrator"
 APP_DB = "app"
 #: Every character that breaks a naively built URL: @ : / % ? # & and a space.
 PASSWORD = "p@ss:w/rd%?#& x"
+
+T = TypeVar("T")
 
 
 def load_runner_module() -> ModuleType:
@@ -132,7 +134,7 @@ class Runner:
                 return
             if self.proc.poll() is not None and not seen():
                 break
-            time.sleep(0.01)
+            time.sleep(0.005)  # a file read per poll: a finer poll costs nothing, a coarser one waits
         raise AssertionError(
             f"runner {self.name} never printed {text!r}; exit={self.proc.poll()}\n"
             f"stdout:\n{self.stdout()}\nstderr:\n{self.err_path.read_text()}"
@@ -158,7 +160,7 @@ class Runner:
             self.proc.send_signal(signal.SIGKILL)
 
 
-def first_in_order(attempt: Callable[[float], Result], seconds: Sequence[float], in_order: Callable[[Result], bool]) -> Result:
+def first_in_order(attempt: Callable[[float], T], seconds: Sequence[float], in_order: Callable[[T], bool]) -> T:
     """For a test that needs the runner to reach a point (a line it prints) before a wait of its
     own runs out (a deadline, a lock or connect wait): ``attempt(value)`` runs the runner with the
     shortest value first; a run that did not get there in time (a loaded machine) is repeated with

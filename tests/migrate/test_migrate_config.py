@@ -332,7 +332,9 @@ def test_a_forked_live_runner_answers_as_a_new_runner_process_does(base_env: dic
     # interpreter adds LC_CTYPE to its environment, which the command inherits and `env` prints.
     env = {k: v for k, v in base_env.items() if k != "LC_ALL"}
     command = shlex.join(["sh", "-c", "echo to-stdout; echo to-stderr >&2; env | LC_ALL=C sort; exit 3"])
-    trapping = shlex.join(["sh", "-c", 'trap "echo command-got-TERM; exit 5" TERM; echo ready; while :; do sleep 0.05; done'])
+    # The sleep runs in the background: sh prints "Terminated" for a foreground child killed by the
+    # group's SIGTERM, which the two runs would show or not as the signal met a sleep or not.
+    trapping = shlex.join(["sh", "-c", 'trap "echo command-got-TERM; exit 5" TERM; echo ready; while :; do sleep 1 & wait; done'])
 
     def ran(new_process: bool) -> Result:
         return start_runner(env | {"MIGRATE_COMMAND": command}, new_process=new_process).wait()

@@ -94,7 +94,7 @@ def test_unreachable_database_is_retried_then_exits_81(base_env: dict[str, str],
     # At least one refused attempt must end within the wait for a retry to be logged.
     res = first_in_order(
         lambda wait: run_runner(env | {"MIGRATE_CONNECT_WAIT_SECONDS": f"{wait:g}"}),
-        (0.2, 1),
+        (0.1, 1),
         lambda res: "database not reachable yet" in res.stdout,
     )
     assert res.code == 81

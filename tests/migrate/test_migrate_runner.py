@@ -51,7 +51,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> floa
     while time.monotonic() - start < timeout:
         if predicate():
             return time.monotonic() - start
-        time.sleep(0.02)
+        time.sleep(0.005)  # the predicates are a file read or a query: cheap to poll finely
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
@@ -82,7 +82,9 @@ def test_concurrent_runners_run_one_at_a_time_and_migrate_once(
         "DB_NAME": database,
         "MIGRATE_COMMAND": MIGRATE,
         "STATE_DIR": str(state),
-        "HOLD_SECONDS": "0.05",
+        # Each command is inside for its psql session (~40 ms) and this much more: a lock handed on
+        # before a command ended would let the next one in well within that.
+        "HOLD_SECONDS": "0.02",
     }
     runners = [start_runner(env, f"r{i}") for i in range(RUNNERS)]
     results = [r.wait(timeout=30) for r in runners]
@@ -267,7 +269,8 @@ def test_sigterm_to_a_command_that_ignores_it_kills_it_after_the_grace(
     start_runner: StartRunner,
 ) -> None:
     script = "trap '' TERM; echo ready; sleep 30"
-    env = base_env | {"MIGRATE_COMMAND": sh(script), "MIGRATE_STOP_GRACE_SECONDS": "0.2"}
+    # The command ignores SIGTERM for good: any grace ends in SIGKILL, a short one sooner.
+    env = base_env | {"MIGRATE_COMMAND": sh(script), "MIGRATE_STOP_GRACE_SECONDS": "0.05"}
     runner = start_runner(env)
     runner.wait_for_output("ready", whole_line=True)
     runner.signal(signal.SIGTERM)
