@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from moto.core.models import MockAWS
 from moto.stepfunctions.models import stepfunctions_backends
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
+import release.cli
 from emulation.authorization import Evaluator
 from release.aws import Aws
 from release.cli import main
@@ -106,6 +108,29 @@ def cli_iam(_cli_iam_session: CliIam, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.setattr(Aws, "client", client)
     yield iam
     assert not iam.unchecked, f"calls the CLI made without an authorization decision: {iam.unchecked}"
+
+
+# One parser per working folder and environment: `python -m release` builds its parser once per
+# process, and the tests call main() hundreds of times in one (argparse builds it in about 6 ms).
+_PARSERS: dict[tuple[str, frozenset[tuple[str, str]]], Any] = {}
+
+
+@pytest.fixture(autouse=True)
+def _parser_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """release.cli.build_parser's own parser, reused where its inputs are the same: besides the code,
+    the working folder (lint-migrations' --repo-root default) and environment variables
+    (--config-dir's and --poll-interval's defaults). Parsing leaves a parser as it was; pytest's own
+    PYTEST_CURRENT_TEST, which names each test phase, is not among the inputs."""
+    build = release.cli.build_parser
+
+    def built_once() -> Any:
+        environment = frozenset((k, v) for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST")
+        key = (os.getcwd(), environment)
+        if key not in _PARSERS:
+            _PARSERS[key] = build()
+        return _PARSERS[key]
+
+    monkeypatch.setattr(release.cli, "build_parser", built_once)
 
 
 @functools.cache
