@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+import app
 from config import ConfigError, load_config
 from tests.support import ROOT, Synthesized
 
@@ -160,17 +161,26 @@ def test_synth_with_broken_config_prints_one_line_and_writes_nothing(tmp_path: P
     assert "aws_cdk" not in imported and "jsii" not in imported, imported
 
 
-def test_synth_reads_the_context_the_cli_puts_in_its_overflow_file(tmp_path: Path) -> None:
+def test_synth_reads_the_context_the_cli_puts_in_its_overflow_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A context too large for the environment arrives partly in a JSON file (aws-cdk-lib's App reads
-    CONTEXT_OVERFLOW_LOCATION_ENV's file over CDK_CONTEXT_JSON): the early check reads it the same way."""
-    expected = _broken_config(tmp_path)
+    CONTEXT_OVERFLOW_LOCATION_ENV's file over CDK_CONTEXT_JSON): app.py's early check reads it the
+    same way (the test above shows that check runs before the CDK is loaded)."""
     overflow = tmp_path / "context.json"
     overflow.write_text(json.dumps({"env": "broken", "config_dir": str(tmp_path)}), encoding="utf-8-sig")
-    context = {"CDK_CONTEXT_JSON": json.dumps({"env": "example"}), "CONTEXT_OVERFLOW_LOCATION_ENV": str(overflow)}
-    result, imported = _synth(tmp_path, context)
-    assert result.returncode == 1
-    assert [re.sub(r": line \d+: ", ": ", line) for line in result.stderr.strip().splitlines()] == [expected]
-    assert "aws_cdk" not in imported, imported
+    monkeypatch.setenv("CDK_CONTEXT_JSON", json.dumps({"env": "example", "other": 1}))
+    monkeypatch.setenv("CONTEXT_OVERFLOW_LOCATION_ENV", str(overflow))
+    assert app.cli_context() == {"env": "broken", "config_dir": str(tmp_path), "other": 1}
+    monkeypatch.delenv("CONTEXT_OVERFLOW_LOCATION_ENV")
+    assert app.cli_context() == {"env": "example", "other": 1}
+    monkeypatch.delenv("CDK_CONTEXT_JSON")
+    assert app.cli_context() == {}
+    # What the App cannot read either: no early check, the App reports it.
+    for broken in ("{not json", "[1, 2]"):
+        monkeypatch.setenv("CDK_CONTEXT_JSON", broken)
+        assert app.cli_context() is None
+    monkeypatch.setenv("CDK_CONTEXT_JSON", "{}")
+    monkeypatch.setenv("CONTEXT_OVERFLOW_LOCATION_ENV", str(tmp_path / "missing.json"))
+    assert app.cli_context() is None
 
 
 def test_every_problem_at_once_one_line_each(tmp_path: Path) -> None:
