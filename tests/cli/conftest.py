@@ -113,7 +113,7 @@ def cli_iam(_cli_iam_session: CliIam, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 
 # One parser per working folder and environment: `python -m release` builds its parser once per
-# process, and the tests call main() hundreds of times in one (argparse builds it in about 6 ms).
+# process, and the tests call main() hundreds of times in one (argparse builds it in 3.5 ms).
 _PARSERS: dict[tuple[str, frozenset[tuple[str, str]]], Any] = {}
 
 
@@ -181,11 +181,22 @@ _HELD: dict[str, Any] = {}
 _HERE = Path(__file__).resolve().parent
 
 
+def _environment_kept(action: Callable[[], None]) -> None:
+    """`action` with the environment variables as they were before it: a mock sets fake credentials
+    when it starts and puts back, when it stops, what it found; the held mock outlives the test (and
+    its monkeypatch) it started in. Each test's own mock sets and restores them, as before."""
+    before = dict(os.environ)
+    action()
+    for key in set(os.environ) - set(before):
+        del os.environ[key]
+    os.environ.update({key: value for key, value in before.items() if os.environ.get(key) != value})
+
+
 def _held_outer_mock() -> bool:
     """True when the held mock is the outermost one (started now if no mock is active at all)."""
     if "mock" not in _HELD and MockAWS._nested_count == 0:
         mock = mock_aws()
-        mock.start()
+        _environment_kept(mock.start)
         botocore_stubber.enabled = False  # until a test's `aws` fixture: a test without it reaches no moto
         _HELD["mock"] = mock
     return "mock" in _HELD
@@ -197,7 +208,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     this process runs is one of this folder's too."""
     yield
     if "mock" in _HELD and (nextitem is None or _HERE not in Path(nextitem.path).resolve().parents):
-        _HELD.pop("mock").stop()
+        _environment_kept(_HELD.pop("mock").stop)
 
 
 @pytest.fixture
