@@ -141,7 +141,8 @@ class IamGate:
 def aws(synthesized: Synthesized) -> Iterator[tuple[str, IamGate]]:
     gate = IamGate(DomainDispatcherApplication(create_backend_app), review_policy(synthesized.templates[STACK]))
     server: BaseWSGIServer = make_server("127.0.0.1", 0, gate, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # serve_forever checks for shutdown() every poll_interval (0.5 s by default): the teardown waited that long.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_port}"
     # The deployed ci stack: an older version of it, so the diff has something to show.

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+import app
 from config import ConfigError, load_config
 from tests.support import ROOT, Synthesized
 
@@ -126,19 +127,60 @@ def test_env_name_comes_from_the_file_name(tmp_path: Path) -> None:
         load_config("broken", tmp_path)
 
 
-def test_synth_with_broken_config_prints_one_line_and_writes_nothing(tmp_path: Path) -> None:
+def _synth(tmp_path: Path, context: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """`python app.py` as the CDK CLI runs it, given the context variables: the result, and the
+    top-level packages it imported (`-X importtime` lists them on stderr, which the result keeps without them)."""
+    inherited = {k: v for k, v in os.environ.items() if k not in {"CDK_CONTEXT_JSON", "CONTEXT_OVERFLOW_LOCATION_ENV"}}
+    env = {**inherited, **context, "CDK_OUTDIR": str(tmp_path / "cdk.out")}
+    command = [sys.executable, "-X", "importtime", "app.py"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    lines = result.stderr.splitlines(keepends=True)
+    imported = [line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")]
+    result.stderr = "".join(line for line in lines if not line.startswith("import time:"))
+    assert "config" in imported  # the listing is there to be read
+    return result, sorted({name.split(".")[0] for name in imported})
+
+
+def _broken_config(tmp_path: Path) -> str:
+    """A config that fails validation; the one line app.py prints for it."""
     data = _example()
     _set(data, "migrate.memory_mib", 3000)
     _write(tmp_path, data)
-    outdir = tmp_path / "cdk.out"
-    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps({"env": "broken", "config_dir": str(tmp_path)}), "CDK_OUTDIR": str(outdir)}
-    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    return f"config error: {tmp_path / 'broken.yaml'}: migrate: memory_mib 3000 is not a Fargate size for cpu 256: use one of [512, 1024, 2048]"
+
+
+def test_synth_with_broken_config_prints_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    expected = _broken_config(tmp_path)
+    result, imported = _synth(tmp_path, {"CDK_CONTEXT_JSON": json.dumps({"env": "broken", "config_dir": str(tmp_path)})})
     assert result.returncode == 1
     # The line of the setting comes first (tests/cli/test_config_errors.py checks the numbers).
-    assert [re.sub(r": line \d+: ", ": ", line) for line in result.stderr.strip().splitlines()] == [
-        f"config error: {tmp_path / 'broken.yaml'}: migrate: memory_mib 3000 is not a Fargate size for cpu 256: use one of [512, 1024, 2048]"
-    ]
+    assert [re.sub(r": line \d+: ", ": ", line) for line in result.stderr.strip().splitlines()] == [expected]
+    outdir = tmp_path / "cdk.out"
     assert not outdir.exists() or not any(outdir.iterdir())  # no template, no manifest
+    # Refused before the CDK was loaded (jsii's Node, most of a second), not after.
+    assert "aws_cdk" not in imported and "jsii" not in imported, imported
+
+
+def test_synth_reads_the_context_the_cli_puts_in_its_overflow_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A context too large for the environment arrives partly in a JSON file (aws-cdk-lib's App reads
+    CONTEXT_OVERFLOW_LOCATION_ENV's file over CDK_CONTEXT_JSON): app.py's early check reads it the
+    same way (the test above shows that check runs before the CDK is loaded)."""
+    overflow = tmp_path / "context.json"
+    overflow.write_text(json.dumps({"env": "broken", "config_dir": str(tmp_path)}), encoding="utf-8-sig")
+    monkeypatch.setenv("CDK_CONTEXT_JSON", json.dumps({"env": "example", "other": 1}))
+    monkeypatch.setenv("CONTEXT_OVERFLOW_LOCATION_ENV", str(overflow))
+    assert app.cli_context() == {"env": "broken", "config_dir": str(tmp_path), "other": 1}
+    monkeypatch.delenv("CONTEXT_OVERFLOW_LOCATION_ENV")
+    assert app.cli_context() == {"env": "example", "other": 1}
+    monkeypatch.delenv("CDK_CONTEXT_JSON")
+    assert app.cli_context() == {}
+    # What the App cannot read either: no early check, the App reports it.
+    for broken in ("{not json", "[1, 2]"):
+        monkeypatch.setenv("CDK_CONTEXT_JSON", broken)
+        assert app.cli_context() is None
+    monkeypatch.setenv("CDK_CONTEXT_JSON", "{}")
+    monkeypatch.setenv("CONTEXT_OVERFLOW_LOCATION_ENV", str(tmp_path / "missing.json"))
+    assert app.cli_context() is None
 
 
 def test_every_problem_at_once_one_line_each(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,14 @@ import boto3
 import pytest
 import yaml
 from moto import mock_aws
+from moto.core.base_backend import BackendDict
 from moto.core.config import default_user_config
-from moto.core.models import MockAWS
+from moto.core.model_instances import reset_model_data
+from moto.core.models import MockAWS, botocore_stubber
 from moto.stepfunctions.models import stepfunctions_backends
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
+import release.cli
 from emulation.authorization import Evaluator
 from release.aws import Aws
 from release.cli import main
@@ -108,6 +112,29 @@ def cli_iam(_cli_iam_session: CliIam, monkeypatch: pytest.MonkeyPatch) -> Iterat
     assert not iam.unchecked, f"calls the CLI made without an authorization decision: {iam.unchecked}"
 
 
+# One parser per working folder and environment: `python -m release` builds its parser once per
+# process, and the tests call main() hundreds of times in one (argparse builds it in 3.5 ms).
+_PARSERS: dict[tuple[str, frozenset[tuple[str, str]]], Any] = {}
+
+
+@pytest.fixture(autouse=True)
+def _parser_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """release.cli.build_parser's own parser, reused where its inputs are the same: besides the code,
+    the working folder (lint-migrations' --repo-root default) and environment variables
+    (--config-dir's and --poll-interval's defaults). Parsing leaves a parser as it was; pytest's own
+    PYTEST_CURRENT_TEST, which names each test phase, is not among the inputs."""
+    build = release.cli.build_parser
+
+    def built_once() -> Any:
+        environment = frozenset((k, v) for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST")
+        key = (os.getcwd(), environment)
+        if key not in _PARSERS:
+            _PARSERS[key] = build()
+        return _PARSERS[key]
+
+    monkeypatch.setattr(release.cli, "build_parser", built_once)
+
+
 @functools.cache
 def _qa_yaml() -> str:
     settings = yaml.safe_load((REPO / "config" / "example.yaml").read_text())
@@ -146,6 +173,44 @@ def _forget_cli_state() -> None:
         machines[:] = [m for m in machines if not m.name.startswith(f"{PREFIX}-{ENV}-")]
 
 
+# One moto mock held across consecutive tests of this folder, so that each test's own mock is a
+# nested one: starting and stopping an outermost mock (it registers a response callback per AWS
+# endpoint pattern) is 5 ms a test. Held only while no other mock is active, and let go before any
+# test from elsewhere runs (pytest_runtest_teardown below); between tests moto answers nobody.
+_HELD: dict[str, Any] = {}
+_HERE = Path(__file__).resolve().parent
+
+
+def _environment_kept(action: Callable[[], None]) -> None:
+    """`action` with the environment variables as they were before it: a mock sets fake credentials
+    when it starts and puts back, when it stops, what it found; the held mock outlives the test (and
+    its monkeypatch) it started in. Each test's own mock sets and restores them, as before."""
+    before = dict(os.environ)
+    action()
+    for key in set(os.environ) - set(before):
+        del os.environ[key]
+    os.environ.update({key: value for key, value in before.items() if os.environ.get(key) != value})
+
+
+def _held_outer_mock() -> bool:
+    """True when the held mock is the outermost one (started now if no mock is active at all)."""
+    if "mock" not in _HELD and MockAWS._nested_count == 0:
+        mock = mock_aws()
+        _environment_kept(mock.start)
+        botocore_stubber.enabled = False  # until a test's `aws` fixture: a test without it reaches no moto
+        _HELD["mock"] = mock
+    return "mock" in _HELD
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After a test of this folder (and its fixtures): the held mock stops unless the next test
+    this process runs is one of this folder's too."""
+    yield
+    if "mock" in _HELD and (nextitem is None or _HERE not in Path(nextitem.path).resolve().parents):
+        _environment_kept(_HELD.pop("mock").stop)
+
+
 @pytest.fixture
 def aws() -> Iterator[None]:
     # Not moto's state machine interpreter, which the release emulation's mock turns on while it
@@ -161,17 +226,26 @@ def aws() -> Iterator[None]:
             _OWN_CLIENTS[service, region_name] = _SESSION.client(service, region_name=region_name)
         return _OWN_CLIENTS[service, region_name]
 
+    outermost = _held_outer_mock()
     with (
         mock_aws(),
         patch.dict(default_user_config, no_interpreter),
         patch("boto3.DEFAULT_SESSION", _SESSION),
         patch("boto3.client", client),
     ):
-        nested = MockAWS._nested_count > 1
-        if nested:
+        if outermost:
+            # What an outermost mock does when it starts and stops: moto answers botocore, and every
+            # service's state is gone (its response callbacks, the same every time, stay registered).
+            BackendDict.reset()
+            reset_model_data()
+            botocore_stubber.enabled = True
+            try:
+                yield
+            finally:
+                botocore_stubber.enabled = False
+        else:
             _forget_cli_state()
-        yield
-        if nested:
+            yield
             _forget_cli_state()
 
 

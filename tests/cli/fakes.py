@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,12 @@ TASK_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/default/{TASK_ID}"
 LOG_STREAM = f"migrate/migrate/{TASK_ID}"
 
 
+def _moto(module: str) -> Any:
+    """A moto module by name, as tests/cli/conftest.py imports some: these import every service's
+    models, which mypy skips (pyproject.toml; tests/test_gates.py checks what we import by statement)."""
+    return importlib.import_module(f"moto.{module}")
+
+
 def stack_name(unit: str) -> str:
     return f"{PREFIX}-{ENV}-{unit}"
 
@@ -62,8 +69,13 @@ def _template(resources: dict[str, Any], outputs: dict[str, Any]) -> str:
 
 def create_stacks(units: tuple[str, ...] = ("data", "images", "release", "ci")) -> None:
     """The environment's stacks as CloudFormation has them: real (moto) resources where the CLI
-    reads them (state machine, lease table, log group, parameter), literal values elsewhere."""
-    cfn = boto3.client("cloudformation", region_name=REGION)
+    reads them (state machine, lease table, log group, parameter), literal values elsewhere.
+
+    Created by moto's CloudFormation backend, with the arguments its CreateStack handler passes for
+    a request naming only StackName and TemplateBody: the same stacks and resources, without
+    signing, sending and parsing a request per stack (most of the time a test took to set up).
+    """
+    cfn = _moto("cloudformation.models").cloudformation_backends[ACCOUNT][REGION]
     marker = {"Marker": {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": "{STACK}/marker"}}}
     definition = {"StartAt": "ValidateInput", "States": {"ValidateInput": {"Type": "Pass", "End": True}}}
     templates: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -136,7 +148,18 @@ def create_stacks(units: tuple[str, ...] = ("data", "images", "release", "ci")) 
     for unit in units:
         resources, outputs = templates[unit]
         name = stack_name(unit)
-        cfn.create_stack(StackName=name, TemplateBody=_template(resources, outputs).replace("{STACK}", name))
+        template = _template(resources, outputs).replace("{STACK}", name)
+        cfn.create_stack(
+            name=name,
+            template=template,
+            parameters={},
+            notification_arns=[],
+            tags={},
+            role_arn=None,
+            enable_termination_protection=None,
+            timeout_in_mins=None,
+            stack_policy_body=None,
+        )
 
 
 # --- the release record, as the state machine writes it (docs/release.md) ---------------------------
@@ -152,22 +175,41 @@ def digest_of(text: str) -> str:
 
 def put_record(summary: dict[str, Any], deployments: dict[str, str] | None = None) -> None:
     """One item of the history table: the key, the top-level copies and the whole Summary (and,
-    mid-rollout, `Deployment_<app>` per service whose UpdateService returned)."""
-    boto3.client("dynamodb", region_name=REGION).put_item(
-        TableName=HISTORY_TABLE,
-        Item={
-            **{
-                f"Deployment_{app}": {"S": json.dumps({"app": app, "deploymentId": d, "state": "IN_PROGRESS"})}
-                for app, d in (deployments or {}).items()
-            },
-            "Pk": {"S": "release"},
-            "Sk": {"S": f"{summary['startedAt']}#{summary['name']}"},
-            "Status": {"S": summary["status"]},
-            "ImageTag": {"S": summary["imageTag"]},
-            "StartedAt": {"S": summary["startedAt"]},
-            "ExecutionArn": {"S": summary["execution"]},
-            "Summary": {"S": json.dumps(summary)},
+    mid-rollout, `Deployment_<app>` per service whose UpdateService returned).
+
+    Written by moto's DynamoDB backend, as its PutItem handler writes an item with no condition:
+    the same item, without a request signed, sent and parsed (the fake state machine writes one at
+    every step of a followed release)."""
+    item = {
+        **{
+            f"Deployment_{app}": {"S": json.dumps({"app": app, "deploymentId": d, "state": "IN_PROGRESS"})}
+            for app, d in (deployments or {}).items()
         },
+        "Pk": {"S": "release"},
+        "Sk": {"S": f"{summary['startedAt']}#{summary['name']}"},
+        "Status": {"S": summary["status"]},
+        "ImageTag": {"S": summary["imageTag"]},
+        "StartedAt": {"S": summary["startedAt"]},
+        "ExecutionArn": {"S": summary["execution"]},
+        "Summary": {"S": json.dumps(summary)},
+    }
+    # What botocore's parameter validation would refuse: a value that is not a string.
+    assert all(isinstance(value["S"], str) for value in item.values()), item
+    backend = _moto("dynamodb.models").dynamodb_backends[ACCOUNT][REGION]
+    table = backend.get_table(HISTORY_TABLE)
+    handler = _moto("dynamodb.responses")
+    handler.validate_put_has_empty_keys(item, table)
+    handler.validate_put_has_empty_attrs(item, table)
+    handler.validate_put_has_gsi_keys_set_to_none(item, table)
+    backend.put_item(
+        HISTORY_TABLE,
+        item,
+        expected=None,
+        condition_expression=None,
+        expression_attribute_names={},
+        expression_attribute_values={},
+        overwrite=True,
+        return_values_on_condition_check_failure=None,
     )
 
 
@@ -223,10 +265,21 @@ def finished_record(
 
 
 def push_image(repository: str, tag: str) -> str:
-    """An image in moto's ECR; each (repository, tag) gets its own manifest, so its own digest."""
-    ecr = boto3.client("ecr", region_name=REGION)
-    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
-        ecr.create_repository(repositoryName=repository)
+    """An image in moto's ECR; each (repository, tag) gets its own manifest, so its own digest.
+
+    Pushed through moto's ECR backend with the arguments its CreateRepository, PutImage and
+    DescribeImages handlers pass for these requests (no request signed, sent and parsed)."""
+    ecr = _moto("ecr.models").ecr_backends[ACCOUNT][REGION]
+    with contextlib.suppress(_moto("ecr.exceptions").RepositoryAlreadyExistsException):
+        ecr.create_repository(
+            repository_name=repository,
+            registry_id=None,
+            encryption_config=None,
+            image_scan_config=None,
+            image_tag_mutability=None,
+            image_tag_mutability_exclusion_filters=None,
+            tags=[],
+        )
     layer = digest_of(f"{repository}:{tag}")
     manifest = json.dumps(
         {
@@ -236,8 +289,9 @@ def push_image(repository: str, tag: str) -> str:
             "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1, "digest": layer}],
         }
     )
-    ecr.put_image(repositoryName=repository, imageManifest=manifest, imageTag=tag)
-    return str(ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])["imageDetails"][0]["imageDigest"])
+    ecr.put_image(repository, manifest, tag, None, None)
+    (image,) = ecr.describe_images(repository, None, [{"imageTag": tag}])
+    return str(image.image_digest)
 
 
 def create_services(breaker: dict[str, dict[str, bool]] | None = None, controller: dict[str, str] | None = None) -> None:
@@ -350,7 +404,6 @@ class ScriptedReleases:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.script: list[Step] = []
         self.ticks = 0
-        self.logs = boto3.client("logs", region_name=REGION)
         self.records: dict[str, dict[str, Any]] = {}
         self.described_with: list[str | None] = []
         self.cleanup_on_abort = True
@@ -452,14 +505,13 @@ class ScriptedReleases:
             execution.stop_date = datetime.now(UTC)
 
     def put_logs(self, stream: str, lines: list[str]) -> None:
-        with contextlib.suppress(self.logs.exceptions.ResourceAlreadyExistsException):
-            self.logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+        """Lines of the migrate task's log stream, put by moto's Logs backend as its
+        CreateLogStream and PutLogEvents handlers put them."""
+        logs = _moto("logs.models").logs_backends[ACCOUNT][REGION]
+        with contextlib.suppress(_moto("logs.exceptions").ResourceAlreadyExistsException):
+            logs.create_log_stream(LOG_GROUP, stream)
         now = int(datetime.now(UTC).timestamp() * 1000)
-        self.logs.put_log_events(
-            logGroupName=LOG_GROUP,
-            logStreamName=stream,
-            logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)],
-        )
+        logs.put_log_events(LOG_GROUP, stream, [{"timestamp": now + i, "message": line} for i, line in enumerate(lines)])
 
     def finish(
         self, execution: Execution, status: str, error: str | None = None, cause: str | None = None, record: dict[str, Any] | None = None

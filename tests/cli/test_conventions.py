@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from release.cli import build_parser
+from release.cli import build_parser, main
 from release.commands import COMMANDS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,7 +99,9 @@ def test_make_alone_lists_the_targets() -> None:
     assert {"help", "setup", "synth", "test", "lint", "diff", "deploy", "drift", "lock"} <= listed
 
 
-def test_the_release_entry_point_runs_from_any_folder_with_completion(tmp_path: Path) -> None:
+def test_the_release_entry_point_runs_from_any_folder_with_completion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """make setup writes `.venv/bin/release`; with the venv active, `release` works anywhere."""
     # A venv beside the project's (its python, its packages) so that the entry point is written there.
     real = Path(sys.prefix)
@@ -115,16 +117,22 @@ def test_the_release_entry_point_runs_from_any_folder_with_completion(tmp_path: 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-
-    def release(*args: str) -> subprocess.CompletedProcess[str]:
-        """The entry point as a shell runs it, from another folder, without the repo on sys.path."""
-        return subprocess.run(
-            [str(venv / "bin" / "release"), *args], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120, check=False
-        )
-
-    result = release("env", "--env", "example", "--format", "json")
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["region"] == "ap-southeast-5"
-    completion = release("--print-completion", "bash")
+    # The entry point as a shell runs it, from another folder, without the repo on sys.path: the CLI
+    # and the config package it imports load (the completion script is printed after both), and the
+    # script is named after the command the entry point runs.
+    completion = subprocess.run(
+        [str(venv / "bin" / "release"), "--print-completion", "bash"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert completion.returncode == 0, completion.stderr
     assert "_shtab_release" in completion.stdout and "migrate-status" in completion.stdout
+    # From another folder, the environments are still the project's config/ (not the working folder's):
+    # shown in this process, which is what the entry point runs (a second interpreter would only import it all again).
+    monkeypatch.chdir(elsewhere)
+    assert main(["env", "--env", "example", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["region"] == "ap-southeast-5"

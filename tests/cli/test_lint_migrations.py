@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -22,10 +23,10 @@ def _git(repo: Path, *args: str) -> None:
     subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, timeout=60)
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    """An app repository with one migration already on its base branch (`base`)."""
-    root = tmp_path / "app"
+@pytest.fixture(scope="module")
+def base_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An app repository with one migration already on its base branch (`base`): made once, by git."""
+    root = tmp_path_factory.mktemp("base") / "app"
     (root / MIGRATIONS / "20261101000000_init").mkdir(parents=True)
     (root / MIGRATIONS / "20261101000000_init" / "migration.sql").write_text('CREATE TABLE "Invoice" ("id" TEXT PRIMARY KEY);\n')
     _git(root, "init", "-q", "-b", "main")
@@ -33,6 +34,13 @@ def repo(tmp_path: Path) -> Path:
     _git(root, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m", "base")
     _git(root, "tag", "base")
     return root
+
+
+@pytest.fixture
+def repo(base_repo: Path, tmp_path: Path) -> Path:
+    """Each test's own copy of the base repository (a git repository is a folder: its copy is the
+    same repository, four git processes fewer per test)."""
+    return Path(shutil.copytree(base_repo, tmp_path / "app", symlinks=True))
 
 
 def _add(repo: Path, *samples: str, folder: str = MIGRATIONS) -> list[str]:
