@@ -16,10 +16,8 @@ import boto3
 import pytest
 import yaml
 from moto import mock_aws
-from moto.core.base_backend import BackendDict
 from moto.core.config import default_user_config
-from moto.core.model_instances import reset_model_data
-from moto.core.models import MockAWS, botocore_stubber
+from moto.core.models import MockAWS
 from moto.stepfunctions.models import stepfunctions_backends
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
@@ -113,7 +111,7 @@ def cli_iam(_cli_iam_session: CliIam, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 
 # One parser per working folder and environment: `python -m release` builds its parser once per
-# process, and the tests call main() hundreds of times in one (argparse builds it in 3.5 ms).
+# process, and the tests call main() hundreds of times in one (argparse builds it in about 6 ms).
 _PARSERS: dict[tuple[str, frozenset[tuple[str, str]]], Any] = {}
 
 
@@ -173,44 +171,6 @@ def _forget_cli_state() -> None:
         machines[:] = [m for m in machines if not m.name.startswith(f"{PREFIX}-{ENV}-")]
 
 
-# One moto mock held across consecutive tests of this folder, so that each test's own mock is a
-# nested one: starting and stopping an outermost mock (it registers a response callback per AWS
-# endpoint pattern) is 5 ms a test. Held only while no other mock is active, and let go before any
-# test from elsewhere runs (pytest_runtest_teardown below); between tests moto answers nobody.
-_HELD: dict[str, Any] = {}
-_HERE = Path(__file__).resolve().parent
-
-
-def _environment_kept(action: Callable[[], None]) -> None:
-    """`action` with the environment variables as they were before it: a mock sets fake credentials
-    when it starts and puts back, when it stops, what it found; the held mock outlives the test (and
-    its monkeypatch) it started in. Each test's own mock sets and restores them, as before."""
-    before = dict(os.environ)
-    action()
-    for key in set(os.environ) - set(before):
-        del os.environ[key]
-    os.environ.update({key: value for key, value in before.items() if os.environ.get(key) != value})
-
-
-def _held_outer_mock() -> bool:
-    """True when the held mock is the outermost one (started now if no mock is active at all)."""
-    if "mock" not in _HELD and MockAWS._nested_count == 0:
-        mock = mock_aws()
-        _environment_kept(mock.start)
-        botocore_stubber.enabled = False  # until a test's `aws` fixture: a test without it reaches no moto
-        _HELD["mock"] = mock
-    return "mock" in _HELD
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    """After a test of this folder (and its fixtures): the held mock stops unless the next test
-    this process runs is one of this folder's too."""
-    yield
-    if "mock" in _HELD and (nextitem is None or _HERE not in Path(nextitem.path).resolve().parents):
-        _environment_kept(_HELD.pop("mock").stop)
-
-
 @pytest.fixture
 def aws() -> Iterator[None]:
     # Not moto's state machine interpreter, which the release emulation's mock turns on while it
@@ -226,26 +186,17 @@ def aws() -> Iterator[None]:
             _OWN_CLIENTS[service, region_name] = _SESSION.client(service, region_name=region_name)
         return _OWN_CLIENTS[service, region_name]
 
-    outermost = _held_outer_mock()
     with (
         mock_aws(),
         patch.dict(default_user_config, no_interpreter),
         patch("boto3.DEFAULT_SESSION", _SESSION),
         patch("boto3.client", client),
     ):
-        if outermost:
-            # What an outermost mock does when it starts and stops: moto answers botocore, and every
-            # service's state is gone (its response callbacks, the same every time, stay registered).
-            BackendDict.reset()
-            reset_model_data()
-            botocore_stubber.enabled = True
-            try:
-                yield
-            finally:
-                botocore_stubber.enabled = False
-        else:
+        nested = MockAWS._nested_count > 1
+        if nested:
             _forget_cli_state()
-            yield
+        yield
+        if nested:
             _forget_cli_state()
 
 
