@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -120,14 +119,8 @@ class Interpreter:
         so the end is seen at once (a poll of the API every 50 ms cost each execution 25 ms of idle
         waiting on average, and each poll competed with the execution for the GIL)."""
         execution: Any = stepfunctions_parser_backends[ACCOUNT][REGION].describe_execution(execution_arn)  # the parser's Execution
-        deadline = time.monotonic() + timeout
-        with interpreter.CLOCK._cond:
-            while execution.exec_status == ExecutionStatus.RUNNING:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"{execution_arn} still RUNNING after {timeout} s")
-                # Bounded: a status set without a notification would still be seen within 50 ms.
-                interpreter.CLOCK._cond.wait(min(remaining, 0.05))
+        if not interpreter.CLOCK.watch(lambda: execution.exec_status != ExecutionStatus.RUNNING, timeout):
+            raise TimeoutError(f"{execution_arn} still RUNNING after {timeout} s")
         description = self.sfn.describe_execution(executionArn=execution_arn)
         history = self.history(execution_arn)
         output = json.loads(description["output"]) if description.get("output") else None

@@ -205,18 +205,32 @@ class VirtualClock:
         with self._cond:
             self._changed()
 
+    def watch(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """For a thread that takes no part in the clock (a test's): block, in real time, until
+        `predicate()` holds, checked under the clock's lock at every change and at least every 50 ms
+        (a change made without a notification); False after `timeout` real seconds."""
+        return self._real_wait(predicate, timeout)
+
     def drain(self, timeout: float = 30.0) -> bool:
         """Let every participant run to its end, time moving as it does while they wait (a state's
         thread can outlive its stopped execution by one poll); False if some still remain after
         `timeout` real seconds."""
+
+        def nudge() -> None:
+            self._advance_if_idle()
+            self._cond.notify_all()
+
+        return self._real_wait(lambda: not self._waiters and self._active == 0, timeout, between=nudge)
+
+    def _real_wait(self, done: Callable[[], bool], timeout: float, between: Callable[[], None] | None = None) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._waiters or self._active > 0:
+            while not done():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                self._advance_if_idle()
-                self._cond.notify_all()
+                if between is not None:
+                    between()
                 self._cond.wait(min(remaining, 0.05))
         return True
 
