@@ -400,15 +400,11 @@ def _eval_jsonata(expression: str) -> Any:
 # ---- patch 2: runtime errors are States.QueryEvaluationError --------------------------------------
 _original_string_jsonata_eval: Callable[..., None] = StringJSONata._eval_body
 _JSONATA_NULL = importlib.import_module("jsonata.utils").Utils.NULL_VALUE
-_COMPILED: dict[str, Any] = {}
-_COMPILED_LOCK = threading.Lock()
 
 
+@functools.cache
 def _compiled(expression: str) -> Any:
-    with _COMPILED_LOCK:
-        if expression not in _COMPILED:
-            _COMPILED[expression] = jsonata.Jsonata(expression)
-        return _COMPILED[expression]
+    return jsonata.Jsonata(expression)
 
 
 @functools.cache
