@@ -20,7 +20,9 @@ MIGRATIONS = "apps/api/prisma/migrations"  # config/example.yaml's review.migrat
 
 
 def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, timeout=60)
+    """git in `repo`, committing as a throwaway identity."""
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run(["git", "-C", str(repo), *identity, *args], check=True, capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +32,8 @@ def base_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / MIGRATIONS / "20261101000000_init").mkdir(parents=True)
     (root / MIGRATIONS / "20261101000000_init" / "migration.sql").write_text('CREATE TABLE "Invoice" ("id" TEXT PRIMARY KEY);\n')
     _git(root, "init", "-q", "-b", "main")
-    _git(root, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "add", ".")
-    _git(root, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m", "base")
+    _git(root, "add", ".")
+    _git(root, "commit", "-q", "-m", "base")
     _git(root, "tag", "base")
     return root
 
@@ -50,8 +52,8 @@ def _add(repo: Path, *samples: str, folder: str = MIGRATIONS) -> list[str]:
         path.parent.mkdir(parents=True)
         path.write_text((SAMPLES / f"{sample}.sql").read_text())
         added.append(str(path.relative_to(repo)))
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "add", ".")
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m", "change")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "change")
     return added
 
 
@@ -94,7 +96,7 @@ def test_only_added_migrations_under_the_configured_path_are_linted(
 ) -> None:
     _add(repo, "dropped_column", folder="other/prisma/migrations")  # another path
     (repo / MIGRATIONS / "20261101000000_init" / "migration.sql").write_text('DROP TABLE "Invoice";\n')  # an edit, not an addition
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-am", "edit")
+    _git(repo, "commit", "-q", "-am", "edit")
     assert _lint(config_dir, repo) == ExitCode.OK
     assert "No migration added." in capsys.readouterr().out
 
